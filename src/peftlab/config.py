@@ -108,3 +108,11 @@ def search_points(config: Mapping[str, Any], method: str) -> list[dict[str, Any]
     shared = {"lr": config["search"]["lr"], "weight_decay": config["search"]["weight_decay"]}
     method_grid = (config.get("grids") or {}).get(method, {})
     return [dict(base, **point) for base in expand_grid(shared) for point in expand_grid(method_grid)]
+
+
+def backbone_weights_path(config: Mapping[str, Any]) -> Path:
+    """The backbone's weights file: ``backbone.weights`` when given, else the one the pipeline pretrains."""
+    from peftlab.paths import BACKBONE_WEIGHTS, path
+
+    weights = config["backbone"].get("weights")
+    return Path(weights) if weights else path(BACKBONE_WEIGHTS, backbone=config["backbone"]["name"])
