@@ -1,0 +1,273 @@
+"""Building blocks shared by the PEFT methods: module surgery, bottleneck adapters, low-rank updates and
+scale-and-shift layers.
+
+Conventions that the methods rely on:
+
+* Every block starts at (or can be set to) the identity of the wrapped computation, so a freshly attached
+  method either computes the pretrained backbone exactly (zero up-projections, ``B = 0``) or a known
+  perturbation of it (SSF's random scale/shift).
+* ``LinearWithDelta`` keeps the frozen weight under the wrapped ``nn.Linear``'s own names (``weight``,
+  ``bias``), so the backbone's state-dict keys survive attachment and a plain timm checkpoint still loads.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Activation = Literal["gelu", "relu", "quick_gelu", "identity"]
+BottleneckInit = Literal["zero_up", "lora", "xavier"]
+
+
+def replace_module(root: nn.Module, dotted_name: str, new: nn.Module) -> nn.Module:
+    """Put ``new`` at ``dotted_name`` inside ``root`` (e.g. ``"blocks.3.attn.qkv"``); return the old module."""
+    parent_name, _, child_name = dotted_name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    old = getattr(parent, child_name)
+    setattr(parent, child_name, new)
+    return old
+
+
+class QuickGELU(nn.Module):
+    """CLIP's GELU approximation ``x * sigmoid(1.702 x)``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+def make_activation(name: Activation) -> nn.Module:
+    """The activation module named ``name`` (``gelu``, ``relu``, ``quick_gelu``, ``identity``)."""
+    activations = {"gelu": nn.GELU, "relu": nn.ReLU, "quick_gelu": QuickGELU, "identity": nn.Identity}
+    try:
+        return activations[name]()
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(activations)}") from None
+
+
+class Bottleneck(nn.Module):
+    """``scale * up(act(down(x)))``: the adapter bottleneck of Houlsby/Pfeiffer/AdaptFormer-style methods.
+
+    The up-projection (weight and bias) starts at zero, so the block outputs zero and an adapter added to a
+    residual stream is the identity at initialisation. ``init`` chooses the down-projection:
+    ``zero_up`` keeps ``nn.Linear``'s default (kaiming-uniform weight, uniform bias);
+    ``lora`` uses LoRA's kaiming-uniform (a=√5) weight with a zero bias (the "LoRA-init" adapter);
+    ``xavier`` uses a xavier-uniform weight with a zero bias (Convpass/AdaptFormer style).
+    ``scale`` is a fixed float (a hyper-parameter, not trained).
+    """
+
+    def __init__(self, in_dim: int, hidden_dim: int, scale: float = 1.0, act: Activation = "gelu",
+                 init: BottleneckInit = "zero_up", bias: bool = True, out_dim: int | None = None) -> None:
+        super().__init__()
+        self.scale = float(scale)
+        self.down = nn.Linear(in_dim, hidden_dim, bias=bias)
+        self.act = make_activation(act)
+        self.up = nn.Linear(hidden_dim, out_dim or in_dim, bias=bias)
+        self._init(init)
+
+    def _init(self, init: BottleneckInit) -> None:
+        if init == "lora":
+            nn.init.kaiming_uniform_(self.down.weight, a=math.sqrt(5))
+        elif init == "xavier":
+            nn.init.xavier_uniform_(self.down.weight)
+        elif init != "zero_up":
+            raise ValueError(f"unknown bottleneck init {init!r}; choose zero_up, lora or xavier")
+        if init != "zero_up" and self.down.bias is not None:
+            nn.init.zeros_(self.down.bias)
+        nn.init.zeros_(self.up.weight)
+        if self.up.bias is not None:
+            nn.init.zeros_(self.up.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(self.act(self.down(x))) * self.scale
+
+
+class SequentialAdapter(nn.Module):
+    """``y = base(...); y + adapter(y)``: an adapter inserted after a module (Houlsby, Pfeiffer).
+
+    Extra positional and keyword arguments (timm's ``attn_mask``/``is_causal``) go to ``base`` unchanged.
+    The base's parameters move under ``base.`` in the state dict.
+    """
+
+    def __init__(self, base: nn.Module, adapter: nn.Module) -> None:
+        super().__init__()
+        self.base = base
+        self.adapter = adapter
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        y = self.base(*args, **kwargs)
+        return y + self.adapter(y)
+
+
+class ParallelAdapter(nn.Module):
+    """``base(x, ...) + branch(x)``: a branch beside a module reading the same input (AdaptFormer, Convpass).
+
+    Extra arguments go to ``base`` only. The base's parameters move under ``base.`` in the state dict.
+    """
+
+    def __init__(self, base: nn.Module, branch: nn.Module) -> None:
+        super().__init__()
+        self.base = base
+        self.branch = branch
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        return self.base(x, *args, **kwargs) + self.branch(x)
+
+
+class LowRankUpdate(nn.Module):
+    """LoRA's update ``x ↦ (alpha / rank) · x Aᵀ Bᵀ`` with ``A`` [rank, in] kaiming-uniform and ``B`` [out, rank]
+    zero, so the update starts at zero while ``A`` still carries gradient to ``B``."""
+
+    def __init__(self, in_features: int, out_features: int, rank: int, alpha: float | None = None) -> None:
+        super().__init__()
+        if rank < 1:
+            raise ValueError(f"rank must be >= 1, got {rank}")
+        self.in_features, self.out_features, self.rank = in_features, out_features, rank
+        self.scaling = float(alpha if alpha is not None else rank) / rank
+        self.lora_A = nn.Parameter(torch.empty(rank, in_features))
+        self.lora_B = nn.Parameter(torch.zeros(out_features, rank))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(F.linear(x, self.lora_A), self.lora_B) * self.scaling
+
+    def delta_weight(self) -> torch.Tensor:
+        """The dense update ``(alpha / rank) · B A`` [out, in]."""
+        return (self.lora_B @ self.lora_A) * self.scaling
+
+    def delta_bias(self) -> None:
+        return None
+
+
+class SlicedDelta(nn.Module):
+    """An additive update to some output rows only: ``parts`` maps a name to ``(first_row, delta)``; each delta's
+    output fills rows ``first_row : first_row + delta.out_features``, the other rows get zero.
+
+    Used for timm's fused ``qkv`` projection, where LoRA targets q and v (two blocks of its output rows).
+    """
+
+    def __init__(self, out_features: int, parts: Mapping[str, tuple[int, nn.Module]]) -> None:
+        super().__init__()
+        self.out_features = out_features
+        self.starts = {name: start for name, (start, _) in parts.items()}
+        self.parts = nn.ModuleDict({name: delta for name, (_, delta) in parts.items()})
+        spans = sorted((start, start + self.parts[name].out_features) for name, start in self.starts.items())
+        for (_, end), (next_start, _) in zip(spans, spans[1:], strict=False):
+            if next_start < end:
+                raise ValueError("overlapping output slices")
+        if spans and spans[-1][1] > out_features:
+            raise ValueError("an output slice exceeds out_features")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pieces, row = [], 0
+        for name, start in sorted(self.starts.items(), key=lambda item: item[1]):
+            if start > row:
+                pieces.append(x.new_zeros(*x.shape[:-1], start - row))
+            part = self.parts[name](x)
+            pieces.append(part)
+            row = start + part.shape[-1]
+        if row < self.out_features:
+            pieces.append(x.new_zeros(*x.shape[:-1], self.out_features - row))
+        return torch.cat(pieces, dim=-1)
+
+    def delta_weight(self) -> torch.Tensor:
+        first = next(iter(self.parts.values())).delta_weight()
+        weight = first.new_zeros(self.out_features, first.shape[1])
+        for name, start in self.starts.items():
+            part = self.parts[name].delta_weight()
+            weight[start:start + part.shape[0]] = part
+        return weight
+
+    def delta_bias(self) -> None:
+        return None
+
+
+class LinearWithDelta(nn.Module):
+    """A frozen ``nn.Linear`` plus an additive update: ``base(x) + delta(x)``.
+
+    The base's ``weight``/``bias`` become this module's own parameters, so the state-dict keys of the wrapped
+    linear are unchanged (``...qkv.weight``) and the update lives under ``...qkv.delta.*``.
+    """
+
+    def __init__(self, base: nn.Linear, delta: nn.Module) -> None:
+        super().__init__()
+        self.in_features, self.out_features = base.in_features, base.out_features
+        self.weight = base.weight
+        self.bias = base.bias
+        self.delta = delta
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias) + self.delta(x)
+
+    @torch.no_grad()
+    def merged(self) -> nn.Linear:
+        """A plain ``nn.Linear`` computing the same function; needs ``delta.delta_weight()`` (and optionally
+        ``delta.delta_bias()``, None meaning no bias change)."""
+        if not hasattr(self.delta, "delta_weight"):
+            raise TypeError(f"{type(self.delta).__name__} has no delta_weight(); cannot merge")
+        delta_bias = self.delta.delta_bias() if hasattr(self.delta, "delta_bias") else None
+        has_bias = self.bias is not None or delta_bias is not None
+        linear = nn.Linear(self.in_features, self.out_features, bias=has_bias,
+                           device=self.weight.device, dtype=self.weight.dtype)
+        linear.weight.copy_(self.weight + self.delta.delta_weight().to(self.weight.dtype))
+        if has_bias:
+            bias = self.bias.clone() if self.bias is not None else torch.zeros_like(linear.bias)
+            if delta_bias is not None:
+                bias = bias + delta_bias.to(bias.dtype)
+            linear.bias.copy_(bias)
+        linear.weight.requires_grad_(self.weight.requires_grad)
+        if linear.bias is not None:
+            linear.bias.requires_grad_(self.bias.requires_grad if self.bias is not None else False)
+        return linear
+
+
+class ScaleShift(nn.Module):
+    """SSF's feature modulation ``x * scale + shift`` over channel ``channel_dim`` (last by default, 1 for NCHW),
+    with ``scale ~ N(1, init_std)`` and ``shift ~ N(0, init_std)``; identity at ``scale = 1, shift = 0``."""
+
+    def __init__(self, dim: int, init_std: float = 0.02, channel_dim: int = -1) -> None:
+        super().__init__()
+        self.channel_dim = channel_dim
+        self.scale = nn.Parameter(torch.empty(dim))
+        self.shift = nn.Parameter(torch.empty(dim))
+        nn.init.normal_(self.scale, mean=1.0, std=init_std)
+        nn.init.normal_(self.shift, mean=0.0, std=init_std)
+
+    def _shape(self, x: torch.Tensor) -> tuple[int, ...]:
+        shape = [1] * x.dim()
+        shape[self.channel_dim] = -1
+        return tuple(shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = self._shape(x)
+        return x * self.scale.view(shape) + self.shift.view(shape)
+
+
+@torch.no_grad()
+def fold_scale_shift(module: nn.Module, scale: torch.Tensor, shift: torch.Tensor | None = None) -> nn.Module:
+    """Fold an output modulation ``y ↦ y * scale + shift`` (per output channel) into ``module`` in place.
+
+    ``module`` is an ``nn.Linear`` (rows of the weight), ``nn.LayerNorm`` (its affine weight/bias) or
+    ``nn.Conv2d`` (output channels). A missing bias is created (frozen like the weight). Returns ``module``.
+    """
+    if not isinstance(module, (nn.Linear, nn.LayerNorm, nn.Conv2d)):
+        raise TypeError(f"cannot fold a scale/shift into {type(module).__name__}")
+    if module.weight is None:
+        raise TypeError("cannot fold into a LayerNorm without affine weight")
+    scale = scale.to(module.weight)
+    shift = torch.zeros_like(scale) if shift is None else shift.to(module.weight)
+    weight_shape = (-1,) + (1,) * (module.weight.dim() - 1)
+    if module.bias is None:
+        module.bias = nn.Parameter(torch.zeros_like(scale), requires_grad=module.weight.requires_grad)
+    module.weight.mul_(scale.view(weight_shape))
+    module.bias.mul_(scale).add_(shift)
+    return module
+
+
+def fold_following_scale_shift(module: nn.Module, modulation: ScaleShift) -> nn.Module:
+    """``fold_scale_shift`` for a ``ScaleShift`` that runs right after ``module``."""
+    return fold_scale_shift(module, modulation.scale, modulation.shift)
