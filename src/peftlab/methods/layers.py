@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 Activation = Literal["gelu", "relu", "quick_gelu", "identity"]
-BottleneckInit = Literal["zero_up", "lora", "xavier"]
+BottleneckInit = Literal["zero_up", "lora", "xavier", "xavier_both"]
 
 
 def replace_module(root: nn.Module, dotted_name: str, new: nn.Module) -> nn.Module:
@@ -52,11 +52,13 @@ def make_activation(name: Activation) -> nn.Module:
 class Bottleneck(nn.Module):
     """``scale * up(act(down(x)))``: the adapter bottleneck of Houlsby/Pfeiffer/AdaptFormer-style methods.
 
-    The up-projection (weight and bias) starts at zero, so the block outputs zero and an adapter added to a
-    residual stream is the identity at initialisation. ``init`` chooses the down-projection:
-    ``zero_up`` keeps ``nn.Linear``'s default (kaiming-uniform weight, uniform bias);
-    ``lora`` uses LoRA's kaiming-uniform (a=√5) weight with a zero bias (the "LoRA-init" adapter);
-    ``xavier`` uses a xavier-uniform weight with a zero bias (Convpass/AdaptFormer style).
+    With every init except ``xavier_both`` the up-projection (weight and bias) starts at zero, so the block
+    outputs zero and an adapter added to a residual stream is the identity at initialisation. ``init``:
+    ``zero_up``: down keeps ``nn.Linear``'s default (kaiming-uniform weight, uniform bias);
+    ``lora``: down kaiming-uniform (a=√5) weight, zero bias (PETL_Vision ``lora_kaiming``);
+    ``xavier``: down xavier-uniform weight, zero bias (PETL_Vision ``lora_xavier``);
+    ``xavier_both``: down *and up* xavier-uniform, biases N(0, 1e-6) (PETL_Vision ``xavier``, Convpass's
+    "xavier init = yes"); NOT identity at initialisation.
     ``scale`` is a fixed float (a hyper-parameter, not trained).
     """
 
@@ -70,12 +72,18 @@ class Bottleneck(nn.Module):
         self._init(init)
 
     def _init(self, init: BottleneckInit) -> None:
+        if init == "xavier_both":
+            for linear in (self.down, self.up):
+                nn.init.xavier_uniform_(linear.weight)
+                if linear.bias is not None:
+                    nn.init.normal_(linear.bias, std=1e-6)
+            return
         if init == "lora":
             nn.init.kaiming_uniform_(self.down.weight, a=math.sqrt(5))
         elif init == "xavier":
             nn.init.xavier_uniform_(self.down.weight)
         elif init != "zero_up":
-            raise ValueError(f"unknown bottleneck init {init!r}; choose zero_up, lora or xavier")
+            raise ValueError(f"unknown bottleneck init {init!r}; choose zero_up, lora, xavier or xavier_both")
         if init != "zero_up" and self.down.bias is not None:
             nn.init.zeros_(self.down.bias)
         nn.init.zeros_(self.up.weight)
@@ -119,11 +127,14 @@ class ParallelAdapter(nn.Module):
 
 
 class LowRankUpdate(nn.Module):
-    """LoRA's update ``x ↦ (alpha / rank) · x Aᵀ Bᵀ`` with ``A`` [rank, in] kaiming-uniform and ``B`` [out, rank]
-    zero, so the update starts at zero while ``A`` still carries gradient to ``B``."""
+    """LoRA's update ``x ↦ (alpha / rank) · dropout(x) Aᵀ Bᵀ`` with ``A`` [rank, in] kaiming-uniform and ``B``
+    [out, rank] zero, so the update starts at zero while ``A`` still carries gradient to ``B``. ``dropout`` acts
+    on the update's input only (training mode), so the merged weight ``delta_weight()`` is exact in eval mode."""
 
-    def __init__(self, in_features: int, out_features: int, rank: int, alpha: float | None = None) -> None:
+    def __init__(self, in_features: int, out_features: int, rank: int, alpha: float | None = None,
+                 dropout: float = 0.0) -> None:
         super().__init__()
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         if rank < 1:
             raise ValueError(f"rank must be >= 1, got {rank}")
         self.in_features, self.out_features, self.rank = in_features, out_features, rank
@@ -133,7 +144,7 @@ class LowRankUpdate(nn.Module):
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(F.linear(x, self.lora_A), self.lora_B) * self.scaling
+        return F.linear(F.linear(self.dropout(x), self.lora_A), self.lora_B) * self.scaling
 
     def delta_weight(self) -> torch.Tensor:
         """The dense update ``(alpha / rank) · B A`` [out, in]."""
@@ -271,3 +282,83 @@ def fold_scale_shift(module: nn.Module, scale: torch.Tensor, shift: torch.Tensor
 def fold_following_scale_shift(module: nn.Module, modulation: ScaleShift) -> nn.Module:
     """``fold_scale_shift`` for a ``ScaleShift`` that runs right after ``module``."""
     return fold_scale_shift(module, modulation.scale, modulation.shift)
+
+
+@torch.no_grad()
+def fold_input_scale(linear: nn.Linear, scale: torch.Tensor) -> nn.Linear:
+    """Fold ``x ↦ linear(x * scale)`` (per input feature) into ``linear``'s weight columns, in place."""
+    linear.weight.mul_(scale.to(linear.weight).view(1, -1))
+    return linear
+
+
+class PartialScale(nn.Module):
+    """A learned per-channel scale on channels ``start : start + length`` of ``total`` (the others pass
+    unchanged); starts at one. (IA)³ uses it on the key and value rows of timm's fused ``qkv`` output."""
+
+    def __init__(self, total: int, start: int = 0, length: int | None = None) -> None:
+        super().__init__()
+        length = total - start if length is None else length
+        if start < 0 or start + length > total:
+            raise ValueError(f"channels {start}:{start + length} outside 0:{total}")
+        self.total, self.start = total, start
+        self.scale = nn.Parameter(torch.ones(length))
+
+    def full(self) -> torch.Tensor:
+        """The scale over all ``total`` channels (ones outside the learned range)."""
+        before = self.scale.new_ones(self.start)
+        after = self.scale.new_ones(self.total - self.start - self.scale.numel())
+        return torch.cat([before, self.scale, after])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.full()
+
+
+class Modulated(nn.Module):
+    """``modulation(base(...))``: an element-wise modulation (``ScaleShift``, ``PartialScale``) after a module.
+
+    ``merged()`` folds it into ``base`` (a Linear, LayerNorm or Conv2d, see ``fold_scale_shift``) and returns
+    ``base``. The base's parameters move under ``base.`` in the state dict while attached.
+    """
+
+    def __init__(self, base: nn.Module, modulation: nn.Module) -> None:
+        super().__init__()
+        self.base = base
+        self.modulation = modulation
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        return self.modulation(self.base(*args, **kwargs))
+
+    def scale_and_shift(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The modulation as a per-channel ``(scale, shift)`` pair."""
+        if isinstance(self.modulation, ScaleShift):
+            return self.modulation.scale, self.modulation.shift
+        if isinstance(self.modulation, PartialScale):
+            return self.modulation.full(), None
+        raise TypeError(f"cannot express {type(self.modulation).__name__} as a scale and shift")
+
+    def merged(self) -> nn.Module:
+        scale, shift = self.scale_and_shift()
+        return fold_scale_shift(self.base, scale, shift)
+
+
+class InputScaled(nn.Module):
+    """``base(x * scale)`` with a learned per-input-feature ``scale`` (ones at start); foldable into an
+    ``nn.Linear`` base's weight columns (``merged()``). (IA)³ scales the MLP's hidden activation this way."""
+
+    def __init__(self, base: nn.Linear) -> None:
+        super().__init__()
+        self.base = base
+        self.scale = nn.Parameter(torch.ones(base.in_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x * self.scale)
+
+    def merged(self) -> nn.Linear:
+        return fold_input_scale(self.base, self.scale)
+
+
+def merge_wrappers(model: nn.Module, wrapper_types: tuple[type, ...]) -> None:
+    """Replace every module of ``wrapper_types`` in ``model`` by its ``merged()`` form (innermost first)."""
+    names = [name for name, module in model.named_modules() if isinstance(module, wrapper_types)]
+    for name in sorted(names, key=lambda n: n.count("."), reverse=True):
+        replace_module(model, name, model.get_submodule(name).merged())
