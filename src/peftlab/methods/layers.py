@@ -13,7 +13,7 @@ Conventions that the methods rely on:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 import torch
@@ -362,3 +362,58 @@ def merge_wrappers(model: nn.Module, wrapper_types: tuple[type, ...]) -> None:
     names = [name for name, module in model.named_modules() if isinstance(module, wrapper_types)]
     for name in sorted(names, key=lambda n: n.count("."), reverse=True):
         replace_module(model, name, model.get_submodule(name).merged())
+
+
+# ---- glue shared by the method modules -------------------------------------------------------------------
+
+
+def frozen_prefix_cache_point(model: nn.Module, config: object = None):
+    """``CachePoint("blocks", n)`` where ``n`` is the index of the first block holding a trained tensor (``depth``
+    when only the final norm trains), read from ``requires_grad`` after attachment; ``CachePoint("features")``
+    when only the head trains; None when something before the blocks trains (patch embedding, positional
+    embedding, class token, pre-norm). Everything in ``blocks[:n]`` and before is then frozen."""
+    from peftlab.methods.base import HEAD_PREFIX, CachePoint
+
+    depth = len(model.blocks)
+    first, after_blocks_train = depth, False
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad or name.startswith(HEAD_PREFIX):
+            continue
+        parts = name.split(".")
+        if parts[0] == "blocks":
+            first = min(first, int(parts[1]))
+        elif parts[0] in ("norm", "fc_norm", "attn_pool"):
+            after_blocks_train = True
+        else:
+            return None
+    if first == depth and not after_blocks_train:
+        return CachePoint("features")
+    return CachePoint("blocks", first)
+
+
+def identity_from(trained: Mapping[str, torch.Tensor], pretrained: Mapping[str, torch.Tensor],
+                  added: Mapping[str, Callable[[str, torch.Tensor], torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Identity values for ``trained``: a tensor whose name ends with a key of ``added`` (e.g. ``".lora_B"``)
+    gets ``added[suffix](name, value)``; any other tensor must exist in ``pretrained`` and goes back to it."""
+    identity = {}
+    for name, value in trained.items():
+        rule = next((fn for suffix, fn in added.items() if name.endswith(suffix)), None)
+        if rule is not None:
+            identity[name] = rule(name, value).detach().clone()
+        elif name in pretrained:
+            identity[name] = pretrained[name].detach().clone().to(value)
+        else:
+            raise KeyError(f"{name} is neither pretrained nor covered by an identity rule")
+    return identity
+
+
+def zeros_like_value(name: str, value: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(value)
+
+
+def ones_like_value(name: str, value: torch.Tensor) -> torch.Tensor:
+    return torch.ones_like(value)
+
+
+def keep_value(name: str, value: torch.Tensor) -> torch.Tensor:
+    return value
