@@ -1,0 +1,147 @@
+"""Final runs: the selected hyper-parameters retrained per seed on the full training split, scored once on test
+and on every shift set of the task.
+
+Per seed, ``runs/seed<k>/`` holds the PEFT checkpoint (``peft.safetensors`` + ``peft.json``), the head the run
+started from (``head_init.safetensors``, θ₀'s head for WiSE-FT), the logits of every evaluated split and
+``metrics.json``, written last: a seed directory with a ``metrics.json`` of the same fingerprint is finished
+and is skipped on re-run. The job's ``metrics.json`` summarises the seeds (mean, sample std, per seed).
+Many-shot runs are the same with ``train_split = manyshot-<size>``.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from peftlab.errors import PeftlabError
+from peftlab.io import read_json, require_keys, save_tensors, write_json
+from peftlab.paths import RUN_FILES, run_dir
+from peftlab.provenance import provenance
+from peftlab.training.loop import FitSettings
+from peftlab.training.records import fingerprint, finite_or_none
+from peftlab.training.session import RunOutcome, TrainingSession
+
+FINAL_TRAIN_SPLIT = "train800val200"
+TEST_SPLIT = "test"
+SHIFT_PREFIX = "shift-"
+
+
+def read_selected_hparams(path: str | Path, method: str) -> dict[str, Any]:
+    """The selected point of a search's ``best.json``; any problem is one error naming the file and key."""
+    best = read_json(path, what="search result (best.json)")
+    if not isinstance(best, dict):
+        raise PeftlabError(f"{path}: best.json must be a JSON object")
+    require_keys(best, ("method", "selected"), str(path))
+    if best["method"] != method:
+        raise PeftlabError(f"{path}: key 'method' is '{best['method']}' but --method is '{method}'")
+    selected = best["selected"]
+    if not isinstance(selected, dict) or not isinstance(selected.get("hparams"), dict):
+        raise PeftlabError(f"{path}: key 'selected.hparams' must be an object of hyper-parameters")
+    hparams = selected["hparams"]
+    for key in ("lr", "weight_decay"):
+        value = hparams.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise PeftlabError(f"{path}: key 'selected.hparams.{key}' must be a non-negative number, got {value!r}")
+    return dict(hparams)
+
+
+def eval_splits_of(manifest: Mapping[str, Any]) -> list[str]:
+    """``test`` and every ``shift-*`` split the task's manifest lists."""
+    shifts = sorted(name for name in manifest["splits"] if name.startswith(SHIFT_PREFIX))
+    return [TEST_SPLIT, *shifts]
+
+
+def seed_metrics(outcome: RunOutcome, *, task: str, method: str, seed: int, hparams: Mapping[str, Any],
+                 train_split: str, settings: FitSettings, identity: str, device: str) -> dict[str, Any]:
+    return {
+        "task": task, "method": method, "seed": seed, "hparams": dict(hparams), "train_split": train_split,
+        "status": outcome.fit.status,
+        "accuracy": {name: finite_or_none(s.accuracy) for name, s in outcome.scores.items()},
+        "loss": {name: finite_or_none(s.loss) for name, s in outcome.scores.items()},
+        "count": {name: s.count for name, s in outcome.scores.items()},
+        "train_loss": finite_or_none(outcome.fit.train_loss),
+        "epoch_train_loss": [finite_or_none(loss) for loss in outcome.fit.epoch_losses],
+        "trainable_params": outcome.trainable_params, "model_params": outcome.model_params,
+        "time_s": outcome.resources["time_s"], "peak_memory_mb": outcome.resources["peak_memory_mb"],
+        "epochs": settings.epochs, "settings": settings.as_dict(), "fingerprint": identity,
+        "provenance": provenance(device),
+    }
+
+
+def write_run(directory: Path, outcome: RunOutcome, metrics: Mapping[str, Any]) -> None:
+    """The seed's files; ``metrics.json`` last, so its presence means the directory is complete."""
+    from peftlab.checkpoint import save_peft
+
+    save_peft(outcome.model, directory)
+    save_tensors(directory / "head_init.safetensors", outcome.head_init)
+    tensors = {}
+    for name, logits in outcome.logits.items():
+        tensors[f"{name}.logits"] = logits.float()
+        tensors[f"{name}.labels"] = outcome.labels[name]
+    save_tensors(directory / "logits.safetensors", tensors)
+    write_json(directory / "metrics.json", metrics)
+
+
+def finished_run(directory: Path, identity: str) -> dict[str, Any] | None:
+    if not all((directory / name).is_file() for name in RUN_FILES):
+        return None
+    try:
+        metrics = read_json(directory / "metrics.json", what="run metrics")
+    except PeftlabError:
+        return None
+    return metrics if isinstance(metrics, dict) and metrics.get("fingerprint") == identity else None
+
+
+def summarize(runs: Sequence[Mapping[str, Any]], *, task: str, method: str, hparams: Mapping[str, Any],
+              train_split: str, device: str) -> dict[str, Any]:
+    accuracy = {}
+    for split in runs[0]["accuracy"]:
+        values = [run["accuracy"].get(split) for run in runs]
+        finite = [v for v in values if v is not None]
+        accuracy[split] = {
+            "mean": finite_or_none(statistics.fmean(finite)) if finite else None,
+            "std": finite_or_none(statistics.stdev(finite)) if len(finite) > 1 else 0.0 if finite else None,
+            "per_seed": values,
+        }
+    return {
+        "task": task, "method": method, "seeds": [run["seed"] for run in runs], "hparams": dict(hparams),
+        "train_split": train_split, "accuracy": accuracy,
+        "status": {str(run["seed"]): run["status"] for run in runs},
+        "trainable_params": runs[0]["trainable_params"],
+        "time_s": {"total": round(sum(run["time_s"] for run in runs), 4),
+                   "per_seed": [run["time_s"] for run in runs]},
+        "std": "sample standard deviation over seeds (0 for one seed)",
+        "provenance": provenance(device),
+    }
+
+
+def run_final(session: TrainingSession, *, task: str, method: str, hparams: Mapping[str, Any],
+              seeds: Sequence[int], train_split: str, eval_splits: Sequence[str], settings: FitSettings,
+              out_dir: str | Path) -> dict[str, Any]:
+    """Train every seed (or reuse a finished one), then write the summary ``metrics.json``."""
+    out_dir = Path(out_dir)
+    material = {
+        "task": task, "method": method, "hparams": dict(hparams), "settings": settings.as_dict(),
+        "drop_path": session.training.get("drop_path", 0.0), "head_init": session.training.get("head_init", "random"),
+        "normalize": session.normalize, "backbone": session.backbone.identity(), "train_split": train_split,
+        "train": session.split(train_split).images_id, "eval_splits": list(eval_splits),
+    }
+    runs = []
+    for seed in seeds:
+        identity = fingerprint(dict(material, seed=seed))
+        directory = run_dir(out_dir / "runs", seed)
+        metrics = finished_run(directory, identity)
+        if metrics is None:
+            outcome = session.run(method, hparams, seed=seed, train_split=train_split, eval_splits=eval_splits,
+                                  settings=settings, label=f"{task}/{method} seed {seed}", evaluate_diverged=True)
+            metrics = seed_metrics(outcome, task=task, method=method, seed=seed, hparams=hparams,
+                                   train_split=train_split, settings=settings, identity=identity,
+                                   device=str(session.device))
+            write_run(directory, outcome, metrics)
+        runs.append(metrics)
+    summary = summarize(runs, task=task, method=method, hparams=hparams, train_split=train_split,
+                        device=str(session.device))
+    write_json(out_dir / "metrics.json", summary)
+    return summary

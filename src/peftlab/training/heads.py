@@ -1,0 +1,59 @@
+"""How the classification head starts (``training.head_init``).
+
+- ``random``: timm's initialisation of a new head (drawn from the run's seed).
+- ``zeros``: weight and bias 0 (every class equally likely at the start).
+- ``prototypes``: the class means of the frozen pretrained backbone's pre-logit features on the training split,
+  L2-normalised and scaled like a cosine classifier, bias 0. This is the mini study's analogue of CLIP's
+  zero-shot text head: a head that already classifies before fine-tuning, the θ₀ WiSE-FT interpolates from.
+
+Cosine scaling: ``W_c = s · μ_c / ‖μ_c‖ / r`` where ``r`` is the mean feature norm, so a logit is about
+``s · cos(μ_c, f)``; ``s = PROTOTYPE_LOGIT_SCALE`` plays the part of CLIP's learned logit scale (100 there, on
+unit-norm text and image embeddings; smaller here, where class means of a small backbone's features are close
+to each other and a large scale would saturate the softmax). The head the run starts from is saved as
+``head_init.safetensors``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+HEAD_INIT_CHOICES = ("random", "zeros", "prototypes")
+PROTOTYPE_LOGIT_SCALE = 10.0
+
+
+def class_prototypes(features: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                     logit_scale: float = PROTOTYPE_LOGIT_SCALE) -> torch.Tensor:
+    """``[num_classes, D]`` head weight from class-mean features (zero rows for classes absent from the data)."""
+    features = features.float()
+    sums = torch.zeros(num_classes, features.shape[1], dtype=torch.float64, device=features.device)
+    sums.index_add_(0, labels.to(features.device), features.double())
+    means = sums.float()
+    directions = means / means.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    mean_norm = features.norm(dim=1).mean().clamp_min(1e-12)
+    return directions * (logit_scale / mean_norm)
+
+
+@torch.no_grad()
+def init_head(model: nn.Module, mode: str, prototype_inputs: Callable[[], tuple[torch.Tensor, torch.Tensor]]
+              ) -> dict[str, torch.Tensor]:
+    """Set the head per ``mode`` and return its starting tensors (``head.weight``, ``head.bias``, on the CPU).
+
+    ``prototype_inputs`` returns (pre-logit features, labels) of the training split; only called for
+    ``prototypes``, so other modes never compute features.
+    """
+    head = model.get_classifier()
+    if not isinstance(head, nn.Linear):
+        raise ValueError(f"expected a linear head, got {type(head).__name__}")
+    if mode == "zeros":
+        head.weight.zero_()
+        head.bias.zero_()
+    elif mode == "prototypes":
+        features, labels = prototype_inputs()
+        head.weight.copy_(class_prototypes(features, labels, head.out_features).to(head.weight))
+        head.bias.zero_()
+    elif mode != "random":
+        raise ValueError(f"unknown head_init {mode!r}; choose one of {list(HEAD_INIT_CHOICES)}")
+    return {"head.weight": head.weight.detach().cpu().clone(), "head.bias": head.bias.detach().cpu().clone()}

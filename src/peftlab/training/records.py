@@ -1,0 +1,41 @@
+"""Pieces shared by the result files of searches and final runs: ids, fingerprints, JSON-safe numbers.
+
+A *fingerprint* hashes everything that determines a run's result (method, hyper-parameters, training settings,
+backbone weights, the images of the splits it reads, seed). A finished result whose fingerprint matches is
+reused on re-run; one from another configuration is recomputed rather than silently kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+SHORT_KEYS = {"lr": "lr", "weight_decay": "wd"}
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return repr(value)
+    return re.sub(r"[^A-Za-z0-9.+_]", "_", str(value))
+
+
+def trial_id(hparams: Mapping[str, Any]) -> str:
+    """A readable id, stable for the same hyper-parameters: ``lr0.001-wd0.0001-rank8``."""
+    return "-".join(f"{SHORT_KEYS.get(key, key)}{format_value(value)}" for key, value in hparams.items())
+
+
+def fingerprint(material: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def finite_or_none(value: float | None, digits: int = 6) -> float | None:
+    """JSON has no NaN: a non-finite number is written as null."""
+    if value is None or not math.isfinite(value):
+        return None
+    return round(float(value), digits)

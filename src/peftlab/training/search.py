@@ -1,0 +1,121 @@
+"""Hyper-parameter search of one (task, method): every grid point trains on ``train800``, is scored on
+``val200`` at the last epoch, and the best point is written to ``best.json``.
+
+Selection never sees test data: a search opens only the train and validation shards (it runs with
+``test.safetensors`` deleted). Each trial is one JSON file written atomically when the trial ends, so a killed
+search resumes where it stopped: trials with a valid file of the same fingerprint are kept, a trial killed
+mid-way left no file and runs again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from peftlab.errors import PeftlabError
+from peftlab.io import read_json, write_json
+from peftlab.provenance import provenance
+from peftlab.training.loop import DIVERGED, OK, FitSettings
+from peftlab.training.records import fingerprint, finite_or_none, trial_id
+from peftlab.training.session import TrainingSession
+
+SEARCH_TRAIN_SPLIT = "train800"
+SEARCH_VAL_SPLIT = "val200"
+SELECTION_RULE = (
+    "highest val200 top-1 accuracy at the last epoch among trials with status 'ok' (diverged trials are never "
+    "selected); ties are broken by fewer trainable parameters (method + head), then by grid order "
+    "(search.lr x search.weight_decay x the method grid, as listed in 'trials'); the test split is never read"
+)
+
+
+def trial_material(session: TrainingSession, *, task: str, method: str, hparams: Mapping[str, Any],
+                   settings: FitSettings, seed: int) -> dict[str, Any]:
+    """What determines a trial's result (hashed into its fingerprint)."""
+    training = session.training
+    return {
+        "task": task, "method": method, "hparams": dict(hparams), "settings": settings.as_dict(), "seed": seed,
+        "drop_path": training.get("drop_path", 0.0), "head_init": training.get("head_init", "random"),
+        "normalize": session.normalize, "backbone": session.backbone.identity(),
+        "train": session.split(SEARCH_TRAIN_SPLIT).images_id, "val": session.split(SEARCH_VAL_SPLIT).images_id,
+    }
+
+
+def read_finished(path: Path, expected_fingerprint: str) -> dict[str, Any] | None:
+    """A finished trial's record, or None when absent, unreadable or from another configuration."""
+    if not path.is_file():
+        return None
+    try:
+        record = read_json(path, what="trial record")
+    except PeftlabError:
+        return None
+    if not isinstance(record, dict) or record.get("fingerprint") != expected_fingerprint:
+        return None
+    return record if record.get("status") in (OK, DIVERGED) else None
+
+
+def run_trial(session: TrainingSession, *, task: str, method: str, hparams: Mapping[str, Any],
+              settings: FitSettings, seed: int, identity: str, label: str) -> dict[str, Any]:
+    outcome = session.run(method, hparams, seed=seed, train_split=SEARCH_TRAIN_SPLIT,
+                          eval_splits=[SEARCH_VAL_SPLIT], settings=settings, label=label)
+    val = outcome.scores.get(SEARCH_VAL_SPLIT)
+    return {
+        "task": task, "method": method, "trial_id": trial_id(hparams), "hparams": dict(hparams),
+        "status": outcome.fit.status,
+        "val_accuracy": finite_or_none(val.accuracy) if val else None,
+        "val_loss": finite_or_none(val.loss) if val else None,
+        "train_loss": finite_or_none(outcome.fit.train_loss),
+        "epoch_train_loss": [finite_or_none(loss) for loss in outcome.fit.epoch_losses],
+        "trainable_params": outcome.trainable_params, "model_params": outcome.model_params,
+        "time_s": outcome.resources["time_s"], "peak_memory_mb": outcome.resources["peak_memory_mb"],
+        "seed": seed, "epochs": settings.epochs, "epochs_run": outcome.fit.epochs_run,
+        "settings": settings.as_dict(), "train_split": SEARCH_TRAIN_SPLIT, "eval_split": SEARCH_VAL_SPLIT,
+        "fingerprint": identity, "provenance": provenance(str(session.device)),
+    }
+
+
+def select_best(trials: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """The trial chosen by ``SELECTION_RULE`` (``trials`` in grid order)."""
+    candidates = [(index, t) for index, t in enumerate(trials) if t["status"] == OK and t["val_accuracy"] is not None]
+    if not candidates:
+        raise PeftlabError(f"{trials[0]['task']}/{trials[0]['method']}: every trial diverged; no point to select "
+                           "(lower search.lr)")
+    _, best = min(candidates, key=lambda c: (-c[1]["val_accuracy"], c[1]["trainable_params"]["total"], c[0]))
+    return best
+
+
+def run_search(session: TrainingSession, *, task: str, method: str, points: Sequence[Mapping[str, Any]],
+               training: Mapping[str, Any], seed: int, out_dir: str | Path) -> dict[str, Any]:
+    """Run (or resume) every grid point, then write ``best.json``; returns its content."""
+    out_dir = Path(out_dir)
+    ids = [trial_id(point) for point in points]
+    if len(set(ids)) != len(ids):
+        raise PeftlabError(f"search grid of {method} has duplicate points: {ids}")
+    trials = []
+    bar = tqdm(list(zip(ids, points, strict=True)), desc=f"search {task}/{method}", unit="trial",
+               disable=None if session.show_progress else True)
+    for tid, point in bar:
+        settings = FitSettings.from_config(training, point)
+        identity = fingerprint(trial_material(session, task=task, method=method, hparams=point,
+                                              settings=settings, seed=seed))
+        path = out_dir / "trials" / f"{tid}.json"
+        record = read_finished(path, identity)
+        if record is None:
+            record = run_trial(session, task=task, method=method, hparams=point, settings=settings, seed=seed,
+                               identity=identity, label=tid)
+            write_json(path, record)
+        trials.append(record)
+    bar.close()
+    best = select_best(trials)
+    summary = {
+        "task": task, "method": method,
+        "selected": {"trial_id": best["trial_id"], "hparams": best["hparams"]},
+        "val_accuracy": best["val_accuracy"], "rule": SELECTION_RULE, "seed": seed,
+        "trials": [{key: t[key] for key in ("trial_id", "hparams", "status", "val_accuracy", "val_loss",
+                                            "trainable_params")} for t in trials],
+        "provenance": provenance(str(session.device)),
+    }
+    write_json(out_dir / "best.json", summary)
+    return summary

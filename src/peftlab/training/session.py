@@ -1,0 +1,226 @@
+"""What the runs of one job share: resident splits, the backbone factory, the frozen-computation cache.
+
+A search job runs every grid point of one (task, method), a final job every seed; all of them use the same
+splits (loaded once, moved to the device once, hashed once), the same pretrained backbone and the same cached
+prefix outputs. ``TrainingSession.run`` is the single code path from (method, hyper-parameters, seed) to a
+trained model and its scores, used by search, final runs and many-shot runs alike.
+
+Only the splits a run names are ever opened: a search asks for ``train800`` and ``val200`` and never touches
+``test``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from peftlab.errors import PeftlabError
+from peftlab.io import sha256_file
+from peftlab.methods import CachePoint, attach, cache_point, count_parameters
+from peftlab.provenance import ResourceMeter
+from peftlab.training.cache import FrozenCache, compute_prefix, state_sha256, tensor_sha256
+from peftlab.training.evaluate import Score, runner_logits, score
+from peftlab.training.forward import ModelRunner
+from peftlab.training.heads import init_head
+from peftlab.training.inputs import InputTransform, transform_for
+from peftlab.training.loop import FitResult, FitSettings, fit
+
+FEATURES = CachePoint("features")
+
+
+def resolve_device(name: str | None = None) -> torch.device:
+    """``cuda`` when there is a GPU (or as asked), else ``cpu``."""
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PeftlabError(f"--device {name}: no CUDA device is available")
+    return device
+
+
+def configure_torch(device: torch.device, threads: int | None = None) -> None:
+    """Thread count for the CPU; TF32 matmuls and convolutions on CUDA (bf16 autocast is in ``ModelRunner``)."""
+    if threads:
+        torch.set_num_threads(int(threads))
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class BackboneSource:
+    """A fresh pretrained backbone on demand: ``create_backbone(name, weights)``, or a factory (tests, benchmarks)."""
+
+    name: str
+    weights: Path | None = None
+    factory: Callable[[int, float], nn.Module] | None = None
+    _identity: str | None = field(default=None, repr=False)
+
+    def create(self, num_classes: int, drop_path_rate: float) -> nn.Module:
+        if self.factory is not None:
+            return self.factory(num_classes, drop_path_rate)
+        from peftlab.backbones import create_backbone
+
+        return create_backbone(self.name, weights=self.weights, num_classes=num_classes,
+                               drop_path_rate=drop_path_rate)
+
+    def identity(self) -> str:
+        """SHA-256 of the weights file, or of a fresh model's weights (factory without file)."""
+        if self._identity is None:
+            if self.weights is not None and Path(self.weights).is_file():
+                self._identity = sha256_file(self.weights)
+            else:
+                torch_state = torch.random.get_rng_state()
+                self._identity = state_sha256(self.create(2, 0.0))
+                torch.random.set_rng_state(torch_state)
+        return self._identity
+
+
+@dataclass
+class ResidentSplit:
+    """A split on the device, with the hash that identifies its images in the cache."""
+
+    name: str
+    images: torch.Tensor
+    labels: torch.Tensor
+    num_classes: int
+    class_subset: torch.Tensor | None
+    images_id: str
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class RunOutcome:
+    model: nn.Module
+    fit: FitResult
+    scores: dict[str, Score]
+    logits: dict[str, torch.Tensor]
+    labels: dict[str, torch.Tensor]
+    head_init: dict[str, torch.Tensor]
+    trainable_params: dict[str, int]
+    model_params: int
+    resources: dict[str, float]
+
+    @property
+    def ok(self) -> bool:
+        return self.fit.status == "ok"
+
+
+class TrainingSession:
+    """Shared state of one job; see the module docstring."""
+
+    def __init__(self, *, task_dir: str | Path, backbone: BackboneSource, training: Mapping[str, Any],
+                 normalize: bool | tuple, device: torch.device, cache: FrozenCache,
+                 show_progress: bool = True) -> None:
+        self.task_dir = Path(task_dir)
+        self.backbone = backbone
+        self.training = dict(training)
+        self.normalize = normalize
+        self.device = device
+        self.cache = cache
+        self.show_progress = show_progress
+        self._splits: dict[str, ResidentSplit] = {}
+
+    @property
+    def eval_batch_size(self) -> int:
+        return int(self.training.get("eval_batch_size", 512))
+
+    def split(self, name: str) -> ResidentSplit:
+        """Load a split once (from ``<task_dir>/<name>.safetensors``) and keep it on the device."""
+        if name not in self._splits:
+            from peftlab.data.shards import load_split
+
+            loaded = load_split(self.task_dir, name)
+            self._splits[name] = ResidentSplit(
+                name=name, images=loaded.images.to(self.device), labels=loaded.labels.long().to(self.device),
+                num_classes=loaded.num_classes, class_subset=loaded.class_subset,
+                images_id=tensor_sha256(loaded.images))
+        return self._splits[name]
+
+    def add_split(self, name: str, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                  class_subset: torch.Tensor | None = None) -> ResidentSplit:
+        """Register in-memory data as a split (benchmarks and tests)."""
+        self._splits[name] = ResidentSplit(name=name, images=images.to(self.device),
+                                           labels=labels.long().to(self.device), num_classes=num_classes,
+                                           class_subset=class_subset, images_id=tensor_sha256(images))
+        return self._splits[name]
+
+    def prefix_rows(self, model: nn.Module, point: CachePoint, split: ResidentSplit,
+                    transform: InputTransform) -> torch.Tensor | None:
+        """Cached prefix outputs of a split, or None (cache off or entry too large): then run uncached."""
+        if not self.cache.enabled:
+            return None
+        return self.cache.prefix_outputs(model, point, split.images, images_id=split.images_id,
+                                         backbone_id=self.backbone.identity(), transform=transform,
+                                         batch_size=self.eval_batch_size)
+
+    def prototype_inputs(self, model: nn.Module, split: ResidentSplit,
+                         transform: InputTransform) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
+        def features() -> tuple[torch.Tensor, torch.Tensor]:
+            rows = self.prefix_rows(model, FEATURES, split, transform)
+            if rows is None:
+                rows = compute_prefix(model, FEATURES, split.images, transform=transform,
+                                      batch_size=self.eval_batch_size)
+            return rows, split.labels
+        return features
+
+    def run(self, method: str, hparams: Mapping[str, Any], *, seed: int, train_split: str,
+            eval_splits: Sequence[str], settings: FitSettings, label: str | None = None,
+            evaluate_diverged: bool = False) -> RunOutcome:
+        """Train ``method`` with ``hparams`` from the pretrained backbone and score it on ``eval_splits``
+        (a diverged run is scored only with ``evaluate_diverged``: final runs keep every seed's files)."""
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        meter = ResourceMeter(device=str(self.device))
+        train = self.split(train_split)
+        seed_everything(seed)
+        model = self.backbone.create(train.num_classes, float(self.training.get("drop_path", 0.0))).to(self.device)
+        transform = transform_for(model, self.normalize, self.device)
+        head_init = init_head(model, self.training.get("head_init", "random"),
+                              self.prototype_inputs(model, train, transform))
+        attach(model, method, dict(hparams))
+        counts = count_parameters(model)
+        point = cache_point(model)
+        compile_forward = bool(self.training.get("compile", False))
+
+        runners: dict[bool, ModelRunner] = {}
+
+        def runner_for(split: ResidentSplit) -> tuple[ModelRunner, torch.Tensor]:
+            rows = self.prefix_rows(model, point, split, transform) if point is not None else None
+            cached = rows is not None
+            if cached not in runners:
+                runners[cached] = ModelRunner(model, transform, point=point, cached=cached, device=self.device,
+                                              compile=compile_forward)
+            return runners[cached], (rows if cached else split.images)
+
+        runner, rows = runner_for(train)
+        generator = torch.Generator().manual_seed(seed)
+        progress = label if self.show_progress else None
+        result = fit(runner, rows, train.labels, settings, generator=generator, progress=progress)
+        scores: dict[str, Score] = {}
+        logits: dict[str, torch.Tensor] = {}
+        labels: dict[str, torch.Tensor] = {}
+        if result.status == "ok" or evaluate_diverged:
+            for name in eval_splits:
+                split = self.split(name)
+                eval_runner, eval_rows = runner_for(split)
+                logits[name] = runner_logits(eval_runner, eval_rows, batch_size=self.eval_batch_size)
+                labels[name] = split.labels.cpu()
+                scores[name] = score(logits[name], labels[name], split.class_subset)
+        return RunOutcome(model=model, fit=result, scores=scores, logits=logits, labels=labels, head_init=head_init,
+                          trainable_params={"total": counts["trainable"], "method": counts["method"],
+                                            "head": counts["head"]},
+                          model_params=counts["total"], resources=meter.read())
