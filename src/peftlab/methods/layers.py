@@ -25,10 +25,14 @@ BottleneckInit = Literal["zero_up", "lora", "xavier", "xavier_both"]
 
 
 def replace_module(root: nn.Module, dotted_name: str, new: nn.Module) -> nn.Module:
-    """Put ``new`` at ``dotted_name`` inside ``root`` (e.g. ``"blocks.3.attn.qkv"``); return the old module."""
+    """Put ``new`` at ``dotted_name`` inside ``root`` (e.g. ``"blocks.3.attn.qkv"``); return the old module.
+
+    ``new`` takes the old module's train/eval mode, so attaching to a model in eval mode adds no dropout.
+    """
     parent_name, _, child_name = dotted_name.rpartition(".")
     parent = root.get_submodule(parent_name) if parent_name else root
     old = getattr(parent, child_name)
+    new.train(old.training)
     setattr(parent, child_name, new)
     return old
 
@@ -263,19 +267,22 @@ def fold_scale_shift(module: nn.Module, scale: torch.Tensor, shift: torch.Tensor
     """Fold an output modulation ``y ↦ y * scale + shift`` (per output channel) into ``module`` in place.
 
     ``module`` is an ``nn.Linear`` (rows of the weight), ``nn.LayerNorm`` (its affine weight/bias) or
-    ``nn.Conv2d`` (output channels). A missing bias is created (frozen like the weight). Returns ``module``.
+    ``nn.Conv2d`` (output channels). A missing bias is created when there is a shift (frozen like the weight),
+    so a bias-free module with a shift no longer matches its plain timm keys. Returns ``module``.
     """
     if not isinstance(module, (nn.Linear, nn.LayerNorm, nn.Conv2d)):
         raise TypeError(f"cannot fold a scale/shift into {type(module).__name__}")
     if module.weight is None:
         raise TypeError("cannot fold into a LayerNorm without affine weight")
-    scale = scale.to(module.weight)
-    shift = torch.zeros_like(scale) if shift is None else shift.to(module.weight)
+    scale = scale.detach().to(module.weight)
     weight_shape = (-1,) + (1,) * (module.weight.dim() - 1)
-    if module.bias is None:
-        module.bias = nn.Parameter(torch.zeros_like(scale), requires_grad=module.weight.requires_grad)
     module.weight.mul_(scale.view(weight_shape))
-    module.bias.mul_(scale).add_(shift)
+    if module.bias is None and shift is not None:
+        module.bias = nn.Parameter(torch.zeros_like(scale), requires_grad=module.weight.requires_grad)
+    if module.bias is not None:
+        module.bias.mul_(scale)
+        if shift is not None:
+            module.bias.add_(shift.detach().to(module.bias))
     return module
 
 
@@ -287,7 +294,7 @@ def fold_following_scale_shift(module: nn.Module, modulation: ScaleShift) -> nn.
 @torch.no_grad()
 def fold_input_scale(linear: nn.Linear, scale: torch.Tensor) -> nn.Linear:
     """Fold ``x ↦ linear(x * scale)`` (per input feature) into ``linear``'s weight columns, in place."""
-    linear.weight.mul_(scale.to(linear.weight).view(1, -1))
+    linear.weight.mul_(scale.detach().to(linear.weight).view(1, -1))
     return linear
 
 
