@@ -25,7 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from peftlab.analysis.inputs import Notices, SplitLogits, load_split_logits, read_best, result_path
+from peftlab.analysis.inputs import (
+    MissingInput,
+    Notices,
+    SplitLogits,
+    load_split_logits,
+    read_best,
+    result_path,
+)
 from peftlab.errors import PeftlabError
 from peftlab.io import write_csv_rows, write_json
 from peftlab.paths import BEST, FINAL_RUNS, run_dir
@@ -336,9 +343,7 @@ def run_ensembles(task: str, config: Mapping[str, Any], results: str | Path, out
     for method in config["study"]["methods"]:
         try:
             loaded.append((method, _load_method(results, task, method, seed, split)))
-        except PeftlabError as exc:
-            if "not found" not in str(exc):
-                raise
+        except MissingInput as exc:
             notices.add(scope, f"'{method}' left out: {exc}")
     check_same_test_set([logits for _, logits in loaded], [name for name, _ in loaded])
     methods = [MethodLogits(name, seed, logits.logits, _val_accuracy(results, task, name, notices))
@@ -350,9 +355,7 @@ def run_ensembles(task: str, config: Mapping[str, Any], results: str | Path, out
         for other in other_seeds:
             try:
                 second = _load_method(results, task, method.method, other, split)
-            except PeftlabError as exc:
-                if "not found" not in str(exc):
-                    raise
+            except MissingInput:
                 continue
             check_same_test_set([reference[1], second], [f"{method.method} seed {seed}",
                                                          f"{method.method} seed {other}"])
@@ -376,3 +379,69 @@ def _csv_ready(row: Mapping[str, Any]) -> dict[str, Any]:
     """None becomes an empty cell; floats are rounded to 6 decimals."""
     return {key: ("" if value is None else round(value, 6) if isinstance(value, float) else value)
             for key, value in row.items()}
+
+
+# --- reading back (for the report) --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskEnsembles:
+    """One task's written ensemble analysis."""
+
+    task: str
+    summary: dict[str, Any]
+    agreement: list[dict[str, Any]]
+    ensembles: list[dict[str, Any]]
+
+    def method_pairs(self) -> list[dict[str, Any]]:
+        """Agreement rows between two methods (not the seed-to-seed baseline rows)."""
+        return [row for row in self.agreement if row["method_a"] != row["method_b"]]
+
+
+def _read_table(path: Path) -> list[dict[str, Any]]:
+    import csv
+
+    if not path.is_file():
+        raise PeftlabError(f"{path}: ensemble table not found")
+    with path.open(newline="", encoding="utf-8") as handle:
+        return [{key: _parse_cell(value) for key, value in row.items()} for row in csv.DictReader(handle)]
+
+
+def _parse_cell(value: str) -> Any:
+    if value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def read_task_ensembles(directory: str | Path, task: str) -> TaskEnsembles:
+    from peftlab.io import read_json
+
+    directory = Path(directory)
+    summary = read_json(directory / "summary.json", what="ensemble summary")
+    return TaskEnsembles(task, summary, _read_table(directory / "agreement.csv"),
+                         _read_table(directory / "ensembles.csv"))
+
+
+def collect_ensembles(config: Mapping[str, Any], results: str | Path,
+                      notices: Notices | None = None) -> dict[str, TaskEnsembles]:
+    """The written analyses of every study task; a task without one becomes a notice."""
+    from peftlab.paths import ENSEMBLES_DIR
+
+    notices = notices if notices is not None else Notices()
+    found = {}
+    for task in config["study"]["tasks"]:
+        directory = result_path(results, ENSEMBLES_DIR, task=task)
+        if not (directory / "summary.json").is_file():
+            notices.add("ensembles", f"{directory / 'summary.json'} missing: no ensemble analysis for {task}")
+            continue
+        found[task] = read_task_ensembles(directory, task)
+        for warning in found[task].summary.get("warnings", []):
+            notices.add(warning.get("scope", f"ensembles/{task}"), warning.get("message", str(warning)))
+    return found

@@ -29,6 +29,11 @@ def result_path(results: str | Path, pattern: str, **wildcards: object) -> Path:
     return Path(results) / pattern.removeprefix(RESULTS_PREFIX).format(**wildcards)
 
 
+class MissingInput(PeftlabError):
+    """An input that is absent or holds no usable number (a diverged run): an analysis may leave it out, with a
+    notice; any other ``PeftlabError`` (a malformed file) stops the analysis."""
+
+
 @dataclass(frozen=True)
 class Notice:
     """Something an analysis left out or could not compute, kept so the report can show it."""
@@ -78,7 +83,7 @@ def load_split_logits(path: str | Path, split: str = "test") -> SplitLogits:
 
     path = Path(path)
     if not path.is_file():
-        raise PeftlabError(f"{path}: logits file not found")
+        raise MissingInput(f"{path}: logits file not found")
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -101,7 +106,7 @@ def load_split_logits(path: str | Path, split: str = "test") -> SplitLogits:
             f"{logits.shape[1]} logits"
         )
     if not np.all(np.isfinite(logits)):
-        raise PeftlabError(f"{path}: '{logits_key}' holds non-finite values")
+        raise MissingInput(f"{path}: '{logits_key}' holds non-finite values (diverged run?)")
     return SplitLogits(logits.astype(np.float64), labels.astype(np.int64), path)
 
 
@@ -129,6 +134,8 @@ def split_accuracy(metrics: Mapping[str, Any], split: str, source: str | Path) -
         value = metrics["accuracy"][split]
     except KeyError:
         raise PeftlabError(f"{source}: no accuracy for split '{split}'") from None
+    if value["mean"] is None:
+        raise MissingInput(f"{source}: no finite accuracy for split '{split}' (every seed diverged?)")
     return {"mean": float(value["mean"]), "std": float(value.get("std") or 0.0),
             "per_seed": list(value.get("per_seed") or [])}
 
