@@ -74,7 +74,9 @@ def write_run(directory: Path, outcome: RunOutcome, metrics: Mapping[str, Any]) 
     """The seed's files; ``metrics.json`` last, so its presence means the directory is complete."""
     from peftlab.checkpoint import save_peft
 
-    save_peft(outcome.model, directory)
+    save_peft(outcome.model, directory, extra_meta={
+        "task": metrics["task"], "seed": metrics["seed"], "hparams": metrics["hparams"],
+        "train_split": metrics["train_split"]})
     save_tensors(directory / "head_init.safetensors", outcome.head_init)
     tensors = {}
     for name, logits in outcome.logits.items():

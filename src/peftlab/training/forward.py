@@ -1,7 +1,8 @@
 """How stored inputs become logits: the whole model on images, or its trained suffix on cached prefix outputs.
 
 A method's ``cache_point`` says how much of a timm ViT is frozen: ``features`` (everything before the head, the
-linear probe) or the first ``depth`` blocks (partial-k). That frozen prefix always runs in **eval mode**, in the
+linear probe) or the embedding stem and the first ``depth`` blocks (partial-k; ``depth`` 0 for methods that
+change every block, where only the patch embedding is saved). That frozen prefix always runs in **eval mode**, in the
 cached path (computed once) and in the uncached one (``set_train_mode`` puts it in eval mode), so both paths
 compute the same function and the cache changes speed, never results. Drop-path and dropout therefore act only
 in the trained part; for the linear probe the backbone's features are deterministic, as in the paper's code
@@ -24,8 +25,8 @@ def prefix_modules(model: nn.Module, point: CachePoint) -> list[nn.Module]:
     if point.kind == "features":
         return [module for name, module in model.named_children() if module is not model.get_classifier()]
     if point.kind == "blocks":
-        if not 0 < point.depth <= len(model.blocks):
-            raise ValueError(f"cache point depth {point.depth} outside 1..{len(model.blocks)}")
+        if not 0 <= point.depth <= len(model.blocks):
+            raise ValueError(f"cache point depth {point.depth} outside 0..{len(model.blocks)}")
         stem = [model.patch_embed, model.pos_drop, model.patch_drop, model.norm_pre]
         return stem + list(model.blocks[: point.depth])
     raise ValueError(f"unknown cache point kind {point.kind!r}")

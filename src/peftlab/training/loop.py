@@ -3,7 +3,8 @@
 Rows (uint8 images or cached prefix outputs) and labels already live on the device; each step gathers a batch
 by index, so there is no DataLoader, no worker and no host-device copy in the loop. Shuffling uses its own
 seeded ``torch.Generator`` and the model's randomness (drop-path) the global seed, so a run is a function of
-its seed. A loss that becomes NaN or infinite ends the run at the end of that epoch with status ``diverged``.
+its seed. A loss (or a trained weight) that becomes NaN or infinite ends the run at the end of that epoch with status
+``diverged``.
 """
 
 from __future__ import annotations
@@ -68,6 +69,11 @@ def steps_per_epoch(rows: int, batch_size: int) -> int:
     return max(1, math.ceil(rows / batch_size))
 
 
+def all_finite(parameters: list[torch.nn.Parameter]) -> bool:
+    """Weights that overflowed make every later loss NaN: stop now rather than at the next epoch."""
+    return bool(torch.stack([p.detach().float().abs().max() for p in parameters]).isfinite().all())
+
+
 def fit(runner: ModelRunner, rows: torch.Tensor, labels: torch.Tensor, settings: FitSettings, *,
         generator: torch.Generator, progress: str | None = None,
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> FitResult:
@@ -102,7 +108,7 @@ def fit(runner: ModelRunner, rows: torch.Tensor, labels: torch.Tensor, settings:
             result.steps += 1
             loss_sum += loss.detach() * len(index)
         epoch_loss = (loss_sum / count).item()
-        if not math.isfinite(epoch_loss):
+        if not (math.isfinite(epoch_loss) and all_finite(runner.parameters())):
             result.status, result.train_loss = DIVERGED, None
             result.epoch_losses.append(None)
             break
