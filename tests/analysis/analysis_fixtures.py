@@ -78,3 +78,82 @@ def write_wise_csv(path: Path, rows: Sequence[Mapping]) -> Path:
         for row in rows:
             writer.writerow({key: row.get(key, "") for key in fields})
     return path
+
+
+# --- a tiny finished study ------------------------------------------------------------------------------------
+
+TREE_TASKS = ("digits", "textures", "cells", "clevr_count", "mystery")  # Natural ×2, Specialized, Structured, Other
+TREE_METHODS = ("linear", "full", "lora", "bitfit", "vpt_deep")
+TREE_PARAMS = {"linear": 0, "full": 85_000, "lora": 2_048, "bitfit": 1_200, "vpt_deep": 640}
+TREE_SEEDS = (0, 1)
+TREE_TEST_SIZE = 60
+TREE_CLASSES = 4
+# Method accuracy level on the test set: the PEFT methods sit close together.
+TREE_LEVEL = {"linear": 0.55, "full": 0.80, "lora": 0.78, "bitfit": 0.77, "vpt_deep": 0.76}
+
+
+def tree_config(base_params: Path) -> dict:
+    """The repository's params.yaml with the tiny study's tasks, methods and sections."""
+    import yaml
+
+    config = yaml.safe_load(base_params.read_text())
+    config["study"] = {"name": "tiny", "seeds": list(TREE_SEEDS), "tasks": list(TREE_TASKS),
+                       "methods": list(TREE_METHODS)}
+    config["manyshot"] = {"tasks": ["digits"], "sizes": [2000, 6000], "methods": ["linear", "full", "lora", "bitfit"],
+                          "epochs": 2, "warmup_epochs": 0}
+    config["robustness"] = {"tasks": ["digits"], "methods": ["full", "lora", "vpt_deep"],
+                            "alphas": [0.0, 0.5, 1.0]}
+    config["ensembles"] = {"top_k": 3, "confidence_fraction": 0.25}
+    return config
+
+
+def _tree_logits(task_index: int, method_index: int, seed: int, level: float, labels: np.ndarray) -> np.ndarray:
+    """Logits right on a method-specific random subset of about ``level`` of the images."""
+    rng = np.random.default_rng(1000 * task_index + 10 * method_index + seed)
+    right = rng.random(len(labels)) < level
+    predicted = np.where(right, labels, (labels + 1 + rng.integers(0, TREE_CLASSES - 1, len(labels))) % TREE_CLASSES)
+    return one_hot_logits(predicted, 1 + 3 * rng.random(len(labels)), TREE_CLASSES)
+
+
+def write_results_tree(results: Path, config: dict) -> dict[tuple[str, str], list[float]]:
+    """Final runs (logits, per-seed and summary metrics), searches, ensembles, WiSE-FT and many-shot files.
+
+    Returns the per-seed test accuracies written for every (task, method)."""
+    from peftlab.analysis.ensembles import run_ensembles
+
+    labels = np.arange(TREE_TEST_SIZE) % TREE_CLASSES
+    written = {}
+    for t, task in enumerate(TREE_TASKS):
+        for m, method in enumerate(TREE_METHODS):
+            per_seed = []
+            for seed in TREE_SEEDS:
+                logits = _tree_logits(t, m, seed, TREE_LEVEL[method], labels)
+                write_logits(run_logits_path(results, task, method, seed), {"test": (logits, labels)})
+                per_seed.append(float((logits.argmax(1) == labels).mean()))
+            written[(task, method)] = per_seed
+            hparams = {"lr": 1e-3, "weight_decay": 1e-4, **({"rank": 8} if method == "lora" else {})}
+            write_summary_metrics(results / "final" / task / method, task, method, per_seed, TREE_PARAMS[method],
+                                  hparams)
+            write_best(results, task, method, TREE_LEVEL[method] + 0.01 * t, hparams)
+        run_ensembles(task, config, results, results / "ensembles" / task)
+    for method, (target_gain, shift_loss) in {"full": (0.30, 0.20), "lora": (0.25, 0.05),
+                                              "vpt_deep": (0.22, 0.04)}.items():
+        rows = []
+        for seed in TREE_SEEDS:
+            for alpha in (0.0, 0.5, 1.0):
+                bump = target_gain * alpha
+                rows += [
+                    {"task": "digits", "method": method, "seed": seed, "alpha": alpha, "split": "test",
+                     "accuracy": 0.5 + bump, "n": 60},
+                    {"task": "digits", "method": method, "seed": seed, "alpha": alpha, "split": "shift-noise",
+                     "accuracy": 0.4 + 0.3 * alpha * (1 - alpha) - shift_loss * alpha, "n": 60},
+                ]
+        interpolation = "outputs" if method == "vpt_deep" else "weights"
+        write_wise_csv(results / "robustness" / "digits" / method / "wise.csv",
+                       [dict(r, interpolation=interpolation, head_source="head_init") for r in rows])
+    for size, bonus in ((2000, 0.05), (6000, 0.10)):
+        for method in ("linear", "full", "lora", "bitfit"):
+            write_summary_metrics(results / "manyshot" / "digits" / str(size) / method, "digits", method,
+                                  [TREE_LEVEL[method] + bonus, TREE_LEVEL[method] + bonus + 0.01],
+                                  TREE_PARAMS[method], train_split=f"manyshot-{size}")
+    return written

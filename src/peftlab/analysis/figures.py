@@ -37,7 +37,8 @@ def _pyplot():
 def method_colours(methods: Sequence[str]) -> dict[str, tuple]:
     plt = _pyplot()
     cmap = plt.get_cmap("tab20")
-    return {method: cmap(index % 20) for index, method in enumerate(methods)}
+    order = [*range(0, 20, 2), *range(1, 20, 2)]  # the ten saturated colours first, then their light pairs
+    return {method: cmap(order[index % 20]) for index, method in enumerate(methods)}
 
 
 def _save(fig, path: Path) -> Path:

@@ -107,7 +107,7 @@ h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #dd
 .table-wrap { overflow-x: auto; margin: 8px 0 16px; }
 table { border-collapse: collapse; font-size: 12.5px; }
 th, td { border: 1px solid #d0d0d0; padding: 3px 6px; text-align: right; white-space: nowrap; }
-th { background: #f1f3f6; } td:first-child, th:first-child { text-align: left; font-weight: 600; }
+th { background: #f1f3f6; white-space: normal; max-width: 7.5em; vertical-align: bottom; } td:first-child, th:first-child { text-align: left; font-weight: 600; }
 tr.aggregate td { background: #fafbfd; } caption { caption-side: top; text-align: left; font-style: italic;
        padding-bottom: 4px; color: #444; }
 figure { margin: 12px 0 20px; } figure img { max-width: 100%; border: 1px solid #eee; }
