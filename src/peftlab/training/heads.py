@@ -11,6 +11,10 @@ Cosine scaling: ``W_c = s · μ_c / ‖μ_c‖ / r`` where ``r`` is the mean fea
 unit-norm text and image embeddings; smaller here, where class means of a small backbone's features are close
 to each other and a large scale would saturate the softmax). The head the run starts from is saved as
 ``head_init.safetensors``.
+
+The head is set after the method is attached, so it is the head that trains (VQT replaces the head by a wider
+one). The prototypes come from the *pretrained* backbone's features (one shared cache entry per split); where
+the method changed the head's input width (VQT), from the attached model's own features at the start instead.
 """
 
 from __future__ import annotations

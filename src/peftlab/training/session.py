@@ -58,6 +58,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def worth_caching(point: CachePoint | None) -> bool:
+    """Features and at least one frozen block: yes. ``blocks`` depth 0 (every block trains) would save only the
+    patch embedding while holding the whole token sequence in memory and on disk, so those runs stay uncached."""
+    return point is not None and (point.kind == "features" or point.depth > 0)
+
+
 @dataclass
 class BackboneSource:
     """A fresh pretrained backbone on demand: ``create_backbone(name, weights)``, or a factory (tests, benchmarks)."""
@@ -167,15 +173,13 @@ class TrainingSession:
                                          backbone_id=self.backbone.identity(), transform=transform,
                                          batch_size=self.eval_batch_size)
 
-    def prototype_inputs(self, model: nn.Module, split: ResidentSplit,
-                         transform: InputTransform) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
-        def features() -> tuple[torch.Tensor, torch.Tensor]:
-            rows = self.prefix_rows(model, FEATURES, split, transform)
-            if rows is None:
-                rows = compute_prefix(model, FEATURES, split.images, transform=transform,
-                                      batch_size=self.eval_batch_size)
-            return rows, split.labels
-        return features
+    def pretrained_features(self, model: nn.Module, split: ResidentSplit,
+                            transform: InputTransform) -> torch.Tensor:
+        """Pre-logit features of the pretrained backbone (call before attaching a method): shared cache entry."""
+        rows = self.prefix_rows(model, FEATURES, split, transform)
+        if rows is None:
+            rows = compute_prefix(model, FEATURES, split.images, transform=transform, batch_size=self.eval_batch_size)
+        return rows
 
     def run(self, method: str, hparams: Mapping[str, Any], *, seed: int, train_split: str,
             eval_splits: Sequence[str], settings: FitSettings, label: str | None = None,
@@ -189,9 +193,18 @@ class TrainingSession:
         seed_everything(seed)
         model = self.backbone.create(train.num_classes, float(self.training.get("drop_path", 0.0))).to(self.device)
         transform = transform_for(model, self.normalize, self.device)
-        head_init = init_head(model, self.training.get("head_init", "random"),
-                              self.prototype_inputs(model, train, transform))
+        head_mode = self.training.get("head_init", "random")
+        features = self.pretrained_features(model, train, transform) if head_mode == "prototypes" else None
         attach(model, method, dict(hparams))
+
+        def prototype_inputs() -> tuple[torch.Tensor, torch.Tensor]:
+            if features is not None and features.shape[1] == model.get_classifier().in_features:
+                return features, train.labels
+            # The method gave the head another input (VQT): class means of what that head sees at the start.
+            return compute_prefix(model, FEATURES, train.images, transform=transform,
+                                  batch_size=self.eval_batch_size), train.labels
+
+        head_init = init_head(model, head_mode, prototype_inputs)
         counts = count_parameters(model)
         point = cache_point(model)
         compile_forward = bool(self.training.get("compile", False))
@@ -199,7 +212,7 @@ class TrainingSession:
         runners: dict[bool, ModelRunner] = {}
 
         def runner_for(split: ResidentSplit) -> tuple[ModelRunner, torch.Tensor]:
-            rows = self.prefix_rows(model, point, split, transform) if point is not None else None
+            rows = self.prefix_rows(model, point, split, transform) if worth_caching(point) else None
             cached = rows is not None
             if cached not in runners:
                 runners[cached] = ModelRunner(model, transform, point=point, cached=cached, device=self.device,
