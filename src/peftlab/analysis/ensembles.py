@@ -145,6 +145,8 @@ class MethodLogits:
 
 def check_same_test_set(methods: Sequence[SplitLogits], names: Sequence[str]) -> None:
     """All methods must have scored the same images with the same classes, or pairing them is meaningless."""
+    if len(methods) < 2:
+        return
     reference, reference_name = methods[0], names[0]
     for candidate, name in zip(methods[1:], names[1:], strict=True):
         if candidate.logits.shape != reference.logits.shape:
