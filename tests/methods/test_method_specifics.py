@@ -1,0 +1,167 @@
+"""Per-method behaviour the generic contract cannot see: SSF's formula, VPT's token layout, LoRA/DoRA targets and
+scaling, partial's block selection, the cache points, and config validation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from method_helpers import NUM_CLASSES, train_steps
+
+from peftlab.errors import PeftlabError
+from peftlab.methods import CachePoint, attach, build_config, cache_point, count_parameters
+from peftlab.methods.layers import LowRankUpdate, ScaleShift, SlicedDelta
+
+DIM, DEPTH, HEADS, TOKENS = 64, 6, 4, 17  # vit_mini_patch8_32: 16 patches + class token
+
+
+def _modulate(x: torch.Tensor, modulated) -> torch.Tensor:
+    return x * modulated.modulation.scale + modulated.modulation.shift
+
+
+def test_ssf_block_matches_its_formula(tiny_vit):
+    model = attach(tiny_vit(NUM_CLASSES), "ssf").eval()
+    block = model.blocks[0]
+    x = x_in = torch.randn(2, TOKENS, DIM)
+    norm1, qkv, proj = block.norm1, block.attn.qkv, block.attn.proj
+    fc1, fc2, norm2 = block.mlp.fc1, block.mlp.fc2, block.norm2
+
+    h = _modulate(F.layer_norm(x, (DIM,), norm1.base.weight, norm1.base.bias, norm1.base.eps), norm1)
+    q, k, v = _modulate(F.linear(h, qkv.base.weight, qkv.base.bias), qkv).view(2, TOKENS, 3, HEADS, -1).unbind(2)
+    q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+    attention = ((q @ k.transpose(-1, -2)) / math.sqrt(DIM // HEADS)).softmax(-1) @ v
+    attention = attention.transpose(1, 2).reshape(2, TOKENS, DIM)
+    x = x + _modulate(F.linear(attention, proj.base.weight, proj.base.bias), proj)
+    h = _modulate(F.layer_norm(x, (DIM,), norm2.base.weight, norm2.base.bias, norm2.base.eps), norm2)
+    h = F.gelu(_modulate(F.linear(h, fc1.base.weight, fc1.base.bias), fc1))
+    expected = x + _modulate(F.linear(h, fc2.base.weight, fc2.base.bias), fc2)
+
+    with torch.no_grad():
+        assert torch.allclose(block(x_in), expected, atol=1e-5)
+
+
+def test_ssf_init_and_placement(tiny_vit):
+    torch.manual_seed(0)
+    model = attach(tiny_vit(NUM_CLASSES), "ssf")
+    modulations = [m for m in model.modules() if isinstance(m, ScaleShift)]
+    # patch embedding, final norm, and per block norm1, norm2, qkv, proj, fc1, fc2
+    assert len(modulations) == 2 + 6 * DEPTH
+    scales = torch.cat([m.scale.detach() for m in modulations])
+    shifts = torch.cat([m.shift.detach() for m in modulations])
+    assert abs(scales.mean() - 1) < 0.01 and abs(scales.std() - 0.02) < 0.005
+    assert abs(shifts.mean()) < 0.01 and abs(shifts.std() - 0.02) < 0.005
+
+
+def test_vpt_shallow_inserts_prompts_once_after_the_class_token(tiny_vit, tiny_images):
+    model = attach(tiny_vit(NUM_CLASSES), "vpt_shallow", {"num_tokens": 3}).eval()
+    lengths = []
+    for block in model.blocks[1:]:
+        block.register_forward_pre_hook(lambda module, args: lengths.append(args[0].shape[1]))
+    features = model.forward_features(tiny_images(2))
+    assert lengths == [TOKENS + 3] * (DEPTH - 1) and features.shape[1] == TOKENS + 3
+    assert model.num_prefix_tokens == 1 + 3
+    assert not hasattr(model.blocks[1], "prompts")
+
+
+def test_vpt_deep_replaces_the_prompts_before_every_block(tiny_vit, tiny_images):
+    model = attach(tiny_vit(NUM_CLASSES), "vpt_deep", {"num_tokens": 2, "dropout": 0.0}).eval()
+    seen = []
+    for block in model.blocks:
+        block.block.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+    model.forward_features(tiny_images(2))
+    assert [s.shape[1] for s in seen] == [TOKENS + 2] * DEPTH
+    for index, sequence in enumerate(seen):  # each block reads its own prompts at positions 1..2
+        assert torch.equal(sequence[:, 1:3], model.blocks[index].prompts.detach().expand(2, -1, -1))
+    bound = math.sqrt(6.0 / (3 * 8 * 8 + DIM))
+    assert all(block.prompts.abs().max() <= bound for block in model.blocks)
+
+
+def test_vpt_average_pooling_ignores_the_prompts(tiny_vit, tiny_images):
+    model = attach(tiny_vit(NUM_CLASSES, global_pool="avg"), "vpt_deep", {"num_tokens": 4}).eval()
+    features = model.forward_features(tiny_images(2))
+    pooled = model.pool(features)
+    assert torch.allclose(pooled, features[:, 1 + 4:].mean(dim=1))
+
+
+def test_lora_targets_rank_and_scaling(tiny_vit):
+    model = attach(tiny_vit(NUM_CLASSES), "lora", {"rank": 4, "targets": "qkv", "alpha": 8})
+    delta = model.blocks[0].attn.qkv.delta
+    assert isinstance(delta, SlicedDelta) and sorted(delta.parts) == ["k", "q", "v"]
+    update = delta.parts["v"]
+    assert isinstance(update, LowRankUpdate) and update.scaling == 2.0 and update.rank == 4
+    assert torch.count_nonzero(update.lora_B) == 0 and torch.count_nonzero(update.lora_A) > 0
+    assert count_parameters(model)["method"] == DEPTH * 3 * 4 * (DIM + DIM)
+    default = attach(tiny_vit(NUM_CLASSES), "lora")
+    assert sorted(default.blocks[0].attn.qkv.delta.parts) == ["q", "v"]
+    assert default.blocks[0].attn.qkv.delta.parts["q"].scaling == 1.0  # alpha defaults to the rank
+
+
+def test_lora_update_lands_on_the_target_rows_only(tiny_vit):
+    model = attach(tiny_vit(NUM_CLASSES), "lora", {"targets": "v"})
+    qkv = model.blocks[0].attn.qkv
+    torch.nn.init.normal_(qkv.delta.parts["v"].lora_B)
+    delta = qkv.delta.delta_weight()
+    assert torch.count_nonzero(delta[: 2 * DIM]) == 0 and torch.count_nonzero(delta[2 * DIM:]) > 0
+
+
+def test_dora_rows_keep_their_learned_magnitude(tiny_vit, tiny_images):
+    model = attach(tiny_vit(NUM_CLASSES), "dora", {"rank": 2})
+    qkv = model.blocks[0].attn.qkv
+    before = qkv.weight.detach().clone()
+    assert torch.allclose(qkv.magnitude, before[qkv.rows].norm(dim=1))
+    train_steps(model, tiny_images(4))
+    weight = qkv.adapted_weight().detach()
+    assert torch.allclose(weight[qkv.rows].norm(dim=1), qkv.magnitude.detach(), rtol=1e-5)
+    untouched = torch.arange(DIM, 2 * DIM)  # the k rows
+    assert torch.equal(weight[untouched], before[untouched])
+    assert count_parameters(model)["method"] == DEPTH * 2 * (2 * (DIM + DIM) + DIM)
+
+
+def test_ia3_and_difffit_parameter_layout(tiny_vit):
+    ia3 = attach(tiny_vit(NUM_CLASSES), "ia3")
+    assert count_parameters(ia3)["method"] == DEPTH * (2 * DIM + 4 * DIM)
+    difffit = attach(tiny_vit(NUM_CLASSES), "difffit")
+    gammas = [difffit.blocks[i].ls1.gamma for i in range(DEPTH)] + [difffit.blocks[i].ls2.gamma for i in range(DEPTH)]
+    assert all(torch.equal(g, torch.ones(DIM)) and g.requires_grad for g in gammas)
+
+
+@pytest.mark.parametrize("part, trained", [("all", {"attn", "mlp", "norm1", "norm2"}), ("attn", {"attn"}),
+                                           ("mlp", {"mlp"})])
+def test_partial_trains_the_last_blocks(tiny_vit, part, trained):
+    model = attach(tiny_vit(NUM_CLASSES), "partial", {"blocks": 2, "part": part})
+    names = {n for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head.")}
+    assert {n.split(".")[1] for n in names if n.startswith("blocks.")} == {"4", "5"}
+    assert {n.split(".")[2] for n in names if n.startswith("blocks.")} == trained
+    assert any(n.startswith("norm.") for n in names) == (part == "all")
+    assert cache_point(model) == CachePoint("blocks", DEPTH - 2)
+
+
+def test_partial_rejects_more_blocks_than_the_model_has(tiny_vit):
+    with pytest.raises(PeftlabError, match=r"blocks=7 .*depth 6"):
+        attach(tiny_vit(NUM_CLASSES), "partial", {"blocks": 7})
+
+
+@pytest.mark.parametrize("method, point", [
+    ("linear", CachePoint("features")), ("lora", CachePoint("blocks", 0)), ("vpt_deep", CachePoint("blocks", 0)),
+    ("layernorm", CachePoint("blocks", 0)), ("bitfit", None), ("ssf", None), ("full", None),
+])
+def test_cache_points(tiny_vit, method, point):
+    assert cache_point(attach(tiny_vit(NUM_CLASSES), method)) == point
+
+
+@pytest.mark.parametrize("method, values, key", [
+    ("lora", {"rank": -1}, "rank"), ("lora", {"rank": "abc"}, "rank"), ("lora", {"targets": "qx"}, "targets"),
+    ("vpt_deep", {"num_tokens": 0}, "num_tokens"), ("partial", {"part": "head"}, "part"),
+    ("lora", {"ranks": 4}, "ranks"),
+])
+def test_bad_hyper_parameters_name_the_key(method, values, key):
+    with pytest.raises(PeftlabError, match=key):
+        build_config(method, values)
+
+
+def test_attach_refuses_a_second_method(tiny_vit):
+    model = attach(tiny_vit(NUM_CLASSES), "lora")
+    with pytest.raises(PeftlabError, match="already"):
+        attach(model, "bitfit")
