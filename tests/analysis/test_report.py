@@ -13,7 +13,9 @@ import pytest
 from analysis_fixtures import TREE_METHODS, TREE_TASKS, tree_config, write_json, write_results_tree
 from chromium import chromium_binary, inspect, screenshot
 
-from peftlab.analysis.report import build_report
+from peftlab.analysis.inputs import Notices
+from peftlab.analysis.main_table import collect_main_table
+from peftlab.analysis.report import build_report, main_table_block
 from peftlab.errors import PeftlabError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -211,7 +213,9 @@ def test_a_diverged_method_is_left_out_with_a_warning(tmp_path):
     metrics = json.loads(diverged.read_text())
     metrics["accuracy"]["test"] = {"mean": None, "std": None, "per_seed": [None, None]}
     write_json(diverged, metrics)
-    build_report(config, tmp_path / "results", tmp_path / "reports")
-    html = (tmp_path / "reports" / "index.html").read_text()
-    assert main_table(html)["vpt_deep"]["mystery"] == "–"
-    assert "no finite accuracy for split &#x27;test&#x27;" in html
+    notices = Notices()
+    table = collect_main_table(config, tmp_path / "results", notices)
+    assert table.cell("mystery", "vpt_deep") is None and table.mean_of_tasks("vpt_deep") is None
+    assert main_table_block(table).rows[-1][TREE_TASKS.index("mystery") + 1] == "–"
+    assert [n.message for n in notices] == [f"{diverged}: no finite accuracy for split 'test' (every seed "
+                                            "diverged?): cell left empty"]

@@ -44,7 +44,7 @@ def method_colours(methods: Sequence[str]) -> dict[str, tuple]:
 def _save(fig, path: Path) -> Path:
     plt = _pyplot()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+        fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
     plt.close(fig)
     return path
 
@@ -53,7 +53,7 @@ def _grid(count: int, width: float = 4.2, height: float = 3.4, max_cols: int = 4
     plt = _pyplot()
     cols = min(count, max_cols)
     rows = math.ceil(count / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, layout="constrained")
     flat = list(axes.flat)
     for ax in flat[count:]:
         ax.axis("off")
@@ -83,7 +83,7 @@ def accuracy_vs_params(table: MainTable, colours: Mapping[str, tuple], path: Pat
     if not any(params > 0 for _, params, _ in entries):
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
     _scatter_by_params(ax, entries, colours)
     ax.set_ylabel("test accuracy, mean of group means (%)", fontsize=8)
     return _save(fig, path)
@@ -111,7 +111,7 @@ def pairwise_heatmaps(ensembles: Mapping[str, TaskEnsembles], methods: Sequence[
         return None
     plt = _pyplot()
     size = max(4.0, 0.32 * len(present) + 2.5)
-    fig, axes = plt.subplots(1, len(PAIR_METRICS), figsize=(size * len(PAIR_METRICS), size))
+    fig, axes = plt.subplots(1, len(PAIR_METRICS), figsize=(size * len(PAIR_METRICS), size), layout="constrained")
     for ax, (key, title) in zip(axes, PAIR_METRICS, strict=True):
         matrix = pair_matrix(ensembles, present, key)
         image = ax.imshow(np.ma.masked_invalid(matrix), vmin=0, vmax=1, cmap="viridis")
@@ -124,7 +124,6 @@ def pairwise_heatmaps(ensembles: Mapping[str, TaskEnsembles], methods: Sequence[
                     ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
                             color="white" if value < 0.6 else "black")
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -135,11 +134,11 @@ def ensemble_gains(ensembles: Mapping[str, TaskEnsembles], path: Path) -> Path |
     if not tasks:
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(tasks) + 2), 4.2))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(tasks) + 2), 4.2), layout="constrained")
     x = np.arange(len(tasks))
     width = 0.27
     for offset, (combine, label) in enumerate((("logits", "logit average"), ("probs", "probability average"),
-                                               ("oracle", "oracle (upper bound)"))):
+                                               ("oracle", "oracle of the top-k (upper bound)"))):
         gains = [100 * ensembles[t].summary["top_k_by_val"][combine]["gain_over_best_single_by_val"] for t in tasks]
         ax.bar(x + (offset - 1) * width, gains, width, label=label, alpha=0.55 if combine == "oracle" else 1.0,
                hatch="//" if combine == "oracle" else None)
@@ -175,7 +174,6 @@ def wise_curves(curves: Mapping[tuple[str, str], Sequence[CurvePoint]], colours:
         ax.set_ylabel("shift accuracy, mean of shift sets (%)", fontsize=8)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=6.5)
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -196,7 +194,6 @@ def manyshot_curves(points: Sequence[ShotPoint], colours: Mapping[str, tuple], p
         ax.set_ylabel("test accuracy (%)", fontsize=8)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -210,5 +207,4 @@ def manyshot_params(points: Sequence[ShotPoint], colours: Mapping[str, tuple], p
         _scatter_by_params(ax, [(p.method, p.method_params, 100 * p.accuracy_mean) for p in largest[task]], colours)
         ax.set_title(f"{task}: at {largest[task][0].size} training images", fontsize=9)
         ax.set_ylabel("test accuracy (%)", fontsize=8)
-    fig.tight_layout()
     return _save(fig, path)
