@@ -180,8 +180,8 @@ def merge_fact(model: nn.Module) -> None:
 def fact_identity(model: nn.Module, trained: Mapping[str, torch.Tensor],
                   pretrained: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``V = 0`` zeroes every ``ΔW``; ``U`` and the cores keep their trained values."""
-    return identity_from(trained, pretrained, {"fact.v": zeros_like_value,
-                                               **{name: keep_value for name in trained if name.startswith("fact.")}})
+    rules = {name: keep_value for name in trained if name.startswith("fact.")}
+    return identity_from(trained, pretrained, {**rules, "fact.v": zeros_like_value})
 
 
 def fact_cache_point(model: nn.Module, config: object) -> CachePoint:
