@@ -11,6 +11,7 @@ checkpoint can record (and later check) exactly which backbone it was trained on
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,12 @@ WEIGHT_SOURCES = {
     "https://storage.googleapis.com/vit_models/imagenet21k/ViT-B_16.npz)",
     "vit_base_patch16_clip_224.openai": "open_clip_pytorch_model.bin or model.safetensors from the Hugging Face "
     "repository timm/vit_base_patch16_clip_224.openai",
+    "vit_base_patch16_clip_quickgelu_224.openai": "open_clip_pytorch_model.bin or model.safetensors from the "
+    "Hugging Face repository timm/vit_base_patch16_clip_224.openai",
 }
+
+# OpenAI's CLIP was trained with QuickGELU; timm's ``*_clip_224.openai`` models use exact GELU on the same weights.
+QUICKGELU_EQUIVALENT = {"vit_base_patch16_clip_224.openai": "vit_base_patch16_clip_quickgelu_224.openai"}
 
 WEIGHT_SUFFIXES = (".safetensors", ".npz", ".pth", ".pt", ".bin")
 
@@ -85,6 +91,9 @@ def create_backbone(name: str, weights: str | os.PathLike | None = None, num_cla
         raise PeftlabError(f"backbone '{name}': no weights file given and downloads are disabled; "
                            f"download {source} and pass --weights / backbone.weights")
     check_name(name)
+    if name in QUICKGELU_EQUIVALENT and weights is not None:
+        warnings.warn(f"{name} computes GELU, but its OpenAI weights were trained with QuickGELU; "
+                      f"{QUICKGELU_EQUIVALENT[name]} (same weights file) matches the original exactly", stacklevel=2)
     model_kwargs = dict(kwargs, drop_path_rate=drop_path_rate)
     if num_classes is not None:
         model_kwargs["num_classes"] = num_classes

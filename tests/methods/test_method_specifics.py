@@ -165,3 +165,22 @@ def test_attach_refuses_a_second_method(tiny_vit):
     model = attach(tiny_vit(NUM_CLASSES), "lora")
     with pytest.raises(PeftlabError, match="already"):
         attach(model, "bitfit")
+
+
+@pytest.mark.parametrize("method", ["ssf", "ia3", "difffit", "lora", "dora"])
+def test_merge_on_a_clip_style_backbone(tiny_vit, tiny_images, method):
+    """CLIP's layout: a pre-norm and a bias-free patch embedding (SSF's shift then goes to the pos-embedding)."""
+    import timm
+    from method_helpers import eval_logits, relative_error
+
+    from peftlab.methods import merge
+
+    images = tiny_images(3)
+    model = tiny_vit(NUM_CLASSES, pre_norm=True)
+    assert model.patch_embed.proj.bias is None
+    attach(model, method)
+    train_steps(model, images)
+    expected = eval_logits(model, images)
+    fresh = timm.create_model("vit_mini_patch8_32", num_classes=NUM_CLASSES, pre_norm=True)
+    fresh.load_state_dict(merge(model).state_dict(), strict=True)
+    assert relative_error(eval_logits(fresh, images), expected) < 1e-4
