@@ -93,3 +93,10 @@ def test_lesson4_needs_peft_more_robust_at_alpha_one_and_full_better_balanced_wi
                                                                                      [0.5, 0.5, 0.5], "outputs")})
     assert only_outputs.verdict == NOT_ASSESSABLE  # an output-space curve is not WiSE-FT
     assert lesson_robustness({("t", "lora"): lora}).verdict == NOT_ASSESSABLE
+
+
+def test_lesson4_a_tie_at_the_shared_zero_shot_end_does_not_show_full_balances_better():
+    full = curve("full", [0.9, 0.7, 0.8], [0.8, 0.5, 0.3])
+    lora = curve("lora", [0.9, 0.85, 0.85], [0.8, 0.6, 0.5])
+    lesson = lesson_robustness({("t", "full"): full, ("t", "lora"): lora})
+    assert lesson.criteria[1].value == 0 and lesson.verdict == FAILS

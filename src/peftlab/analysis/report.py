@@ -107,7 +107,7 @@ def lessons_blocks(lessons: Sequence[Lesson]) -> list:
 
 
 def ensembles_table(ensembles: Mapping[str, TaskEnsembles]) -> Table:
-    header = ["Task", "Methods", "Best single (val) → test", "Best single on test", "Top-k (val)", "Logit avg",
+    header = ["Task", "Seed", "Methods", "Best single (val) → test", "Best single on test", "Top-k (val)", "Logit avg",
               "Gain (pts)", "Prob avg", "Oracle", "Agreement", "Error Jaccard", "Confident overlap",
               "Seed-pair error Jaccard"]
     rows = []
@@ -116,7 +116,7 @@ def ensembles_table(ensembles: Mapping[str, TaskEnsembles]) -> Table:
         by_val, by_test, top = s.get("best_single_by_val"), s["best_single_by_test"], s.get("top_k_by_val")
         baseline = (s.get("seed_baseline") or {}).get("mean_error_jaccard")
         rows.append([
-            task, str(len(s["methods"])),
+            task, str(s.get("seed", "–")), str(len(s["methods"])),
             f"{by_val['method']} {percent(by_val['test_accuracy'])}" if by_val else "–",
             f"{by_test['method']} {percent(by_test['test_accuracy'])}",
             "+".join(top["members"]) if top else "–",
@@ -128,7 +128,8 @@ def ensembles_table(ensembles: Mapping[str, TaskEnsembles]) -> Table:
             _number(s["pairs"]["mean_confident_overlap"]), _number(baseline),
         ])
     return Table(header, rows, caption=(
-        "Per task (one seed): the best single method chosen on validation and its test accuracy; the best on test "
+        "Per task, on one seed's test logits (not averaged over seeds, which would itself be an ensemble): the "
+        "best single method chosen on validation and its test accuracy; the best on test "
         "(an optimistic reference, chosen on test labels); the top-k methods by validation accuracy and their "
         "logit-average / probability-average / oracle accuracy (%); gain = logit average minus the best single "
         "method by validation; mean pairwise agreement, error Jaccard (both wrong / either wrong) and overlap of "
