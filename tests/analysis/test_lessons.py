@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from peftlab.analysis.ensembles import TaskEnsembles
+from peftlab.analysis.ensemble_results import TaskEnsembles
 from peftlab.analysis.lessons import (
     FAILS,
     HOLDS,

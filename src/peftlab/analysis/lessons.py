@@ -17,7 +17,7 @@ from statistics import median
 
 import numpy as np
 
-from peftlab.analysis.ensembles import TaskEnsembles
+from peftlab.analysis.ensemble_results import TaskEnsembles
 from peftlab.analysis.main_table import MainTable
 from peftlab.analysis.manyshot import ShotPoint, largest_size_points
 from peftlab.analysis.wise_results import CurvePoint, best_balance, endpoint

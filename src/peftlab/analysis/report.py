@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from peftlab.analysis import figures
-from peftlab.analysis.ensembles import TaskEnsembles, collect_ensembles
+from peftlab.analysis.ensemble_results import TaskEnsembles, collect_ensembles
 from peftlab.analysis.inputs import Notices
 from peftlab.analysis.lessons import THRESHOLDS, Lesson, evaluate_lessons
 from peftlab.analysis.main_table import MainTable, average_rows, collect_main_table, hparam_rows, long_rows
