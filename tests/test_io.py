@@ -1,0 +1,34 @@
+import json
+
+import pytest
+
+from peftlab.errors import PeftlabError
+from peftlab.io import atomic_path, read_json, write_json
+
+
+def test_failed_write_leaves_old_file_and_no_temp(tmp_path):
+    target = tmp_path / "metrics.json"
+    write_json(target, {"accuracy": 0.5})
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("{half")
+            raise RuntimeError("killed")
+    assert json.loads(target.read_text()) == {"accuracy": 0.5}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_json_is_key_sorted_and_rejects_nan(tmp_path):
+    write_json(tmp_path / "a.json", {"b": 1, "a": 2})
+    assert (tmp_path / "a.json").read_text().index('"a"') < (tmp_path / "a.json").read_text().index('"b"')
+    with pytest.raises(ValueError):
+        write_json(tmp_path / "nan.json", {"x": float("nan")})
+    assert not (tmp_path / "nan.json").exists()
+
+
+def test_read_json_names_missing_and_malformed_files(tmp_path):
+    with pytest.raises(PeftlabError, match="best.json: hparams file not found"):
+        read_json(tmp_path / "best.json", what="hparams file")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"a": ')
+    with pytest.raises(PeftlabError, match=r"bad.json: malformed JSON file \(line 1"):
+        read_json(bad)
