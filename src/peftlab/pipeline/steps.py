@@ -420,9 +420,13 @@ def _results_root() -> str:
 
 
 def _report_inputs(study: Study, wildcards: Wildcards) -> list[str]:
-    """Everything the report summarises: the outputs of every analysed job."""
-    return [output.pattern for name in ("search", "train", "manyshot", "robustness", "ensembles")
-            for job in STEPS[name].jobs(study) for output in job.outputs]
+    """The files the report reads: every selection, summary metrics, WiSE-FT table and ensemble analysis (not
+    the trials or the per-seed runs, which the summaries already condense)."""
+    summaries = [_best(wc["task"], wc["method"]) for wc in _study_pairs(study)]
+    for name in ("train", "manyshot", "robustness", "ensembles"):
+        summaries += [output.pattern for job in STEPS[name].jobs(study) for output in job.outputs
+                      if not output.directory]
+    return summaries
 
 
 def _report_argv(study: Study, wildcards: Wildcards) -> list[str]:
