@@ -18,9 +18,8 @@ from typing import Any
 from peftlab.errors import PeftlabError
 from peftlab.io import read_json, require_keys, save_tensors, write_json
 from peftlab.paths import RUN_FILES, run_dir
-from peftlab.provenance import provenance
 from peftlab.training.loop import FitSettings
-from peftlab.training.records import fingerprint, finite_or_none
+from peftlab.training.records import fingerprint, finite_or_none, stamp
 from peftlab.training.session import RunOutcome, TrainingSession
 
 FINAL_TRAIN_SPLIT = "train800val200"
@@ -66,7 +65,7 @@ def seed_metrics(outcome: RunOutcome, *, task: str, method: str, seed: int, hpar
         "trainable_params": outcome.trainable_params, "model_params": outcome.model_params,
         "time_s": outcome.resources["time_s"], "peak_memory_mb": outcome.resources["peak_memory_mb"],
         "epochs": settings.epochs, "settings": settings.as_dict(), "fingerprint": identity,
-        "provenance": provenance(device),
+        "provenance": stamp(device),
     }
 
 
@@ -115,7 +114,7 @@ def summarize(runs: Sequence[Mapping[str, Any]], *, task: str, method: str, hpar
         "time_s": {"total": round(sum(run["time_s"] for run in runs), 4),
                    "per_seed": [run["time_s"] for run in runs]},
         "std": "sample standard deviation over seeds (0 for one seed)",
-        "provenance": provenance(device),
+        "provenance": stamp(device),
     }
 
 

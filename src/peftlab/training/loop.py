@@ -94,7 +94,7 @@ def fit(runner: ModelRunner, rows: torch.Tensor, labels: torch.Tensor, settings:
     runner.train()
     for _ in bar:
         order = torch.randperm(count, generator=generator).to(runner.device)
-        loss_sum = torch.zeros((), device=runner.device, dtype=torch.float64)
+        batch_losses: list[torch.Tensor] = []
         for start in range(0, count, settings.batch_size):
             index = order[start:start + settings.batch_size]
             batch_labels = labels.index_select(0, index)
@@ -106,8 +106,8 @@ def fit(runner: ModelRunner, rows: torch.Tensor, labels: torch.Tensor, settings:
             set_lr(optimizer, schedule(result.steps))
             optimizer.step()
             result.steps += 1
-            loss_sum += loss.detach() * len(index)
-        epoch_loss = (loss_sum / count).item()
+            batch_losses.append(loss.detach() * len(index))
+        epoch_loss = (torch.stack(batch_losses).double().sum() / count).item()
         if not (math.isfinite(epoch_loss) and all_finite(runner.parameters())):
             result.status, result.train_loss = DIVERGED, None
             result.epoch_losses.append(None)

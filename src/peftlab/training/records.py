@@ -7,10 +7,12 @@ reused on re-run; one from another configuration is recomputed rather than silen
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,3 +41,16 @@ def finite_or_none(value: float | None, digits: int = 6) -> float | None:
     if value is None or not math.isfinite(value):
         return None
     return round(float(value), digits)
+
+
+@functools.lru_cache(maxsize=8)
+def _process_provenance(device: str) -> dict[str, Any]:
+    from peftlab.provenance import provenance
+
+    return provenance(device)
+
+
+def stamp(device: str) -> dict[str, Any]:
+    """``peftlab.provenance.provenance(device)`` with a fresh timestamp; versions and git revision are read once
+    per process (reading package metadata costs ~40 ms a call, per trial file otherwise)."""
+    return dict(_process_provenance(device), created_unix=round(time.time(), 3))

@@ -17,9 +17,8 @@ from tqdm.auto import tqdm
 
 from peftlab.errors import PeftlabError
 from peftlab.io import read_json, write_json
-from peftlab.provenance import provenance
 from peftlab.training.loop import DIVERGED, OK, FitSettings
-from peftlab.training.records import fingerprint, finite_or_none, trial_id
+from peftlab.training.records import fingerprint, finite_or_none, stamp, trial_id
 from peftlab.training.session import TrainingSession
 
 SEARCH_TRAIN_SPLIT = "train800"
@@ -72,7 +71,7 @@ def run_trial(session: TrainingSession, *, task: str, method: str, hparams: Mapp
         "time_s": outcome.resources["time_s"], "peak_memory_mb": outcome.resources["peak_memory_mb"],
         "seed": seed, "epochs": settings.epochs, "epochs_run": outcome.fit.epochs_run,
         "settings": settings.as_dict(), "train_split": SEARCH_TRAIN_SPLIT, "eval_split": SEARCH_VAL_SPLIT,
-        "fingerprint": identity, "provenance": provenance(str(session.device)),
+        "fingerprint": identity, "provenance": stamp(str(session.device)),
     }
 
 
@@ -115,7 +114,7 @@ def run_search(session: TrainingSession, *, task: str, method: str, points: Sequ
         "val_accuracy": best["val_accuracy"], "rule": SELECTION_RULE, "seed": seed,
         "trials": [{key: t[key] for key in ("trial_id", "hparams", "status", "val_accuracy", "val_loss",
                                             "trainable_params")} for t in trials],
-        "provenance": provenance(str(session.device)),
+        "provenance": stamp(str(session.device)),
     }
     write_json(out_dir / "best.json", summary)
     return summary

@@ -11,6 +11,7 @@ Only the splits a run names are ever opened: a search asks for ``train800`` and 
 
 from __future__ import annotations
 
+import copy
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -66,14 +67,18 @@ def worth_caching(point: CachePoint | None) -> bool:
 
 @dataclass
 class BackboneSource:
-    """A fresh pretrained backbone on demand: ``create_backbone(name, weights)``, or a factory (tests, benchmarks)."""
+    """A fresh pretrained backbone per run: ``create_backbone(name, weights)`` (or a factory, in tests and
+    benchmarks) is built once per job, outside the runs' random streams; each run gets a deep copy with a new
+    head drawn by timm's own initialisation from the run's seed. Copying skips timm's random init of every
+    weight, the weights file's read and hash, per trial (86 M parameters for ViT-B)."""
 
     name: str
     weights: Path | None = None
     factory: Callable[[int, float], nn.Module] | None = None
     _identity: str | None = field(default=None, repr=False)
+    _pristine: dict[tuple, nn.Module] = field(default_factory=dict, repr=False)
 
-    def create(self, num_classes: int, drop_path_rate: float) -> nn.Module:
+    def _build(self, num_classes: int, drop_path_rate: float) -> nn.Module:
         if self.factory is not None:
             return self.factory(num_classes, drop_path_rate)
         from peftlab.backbones import create_backbone
@@ -81,15 +86,26 @@ class BackboneSource:
         return create_backbone(self.name, weights=self.weights, num_classes=num_classes,
                                drop_path_rate=drop_path_rate)
 
+    def create(self, num_classes: int, drop_path_rate: float, device: torch.device | str = "cpu") -> nn.Module:
+        from timm.models.vision_transformer import init_weights_vit_timm
+
+        key = (num_classes, float(drop_path_rate), str(device))
+        if key not in self._pristine:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                self._pristine[key] = self._build(num_classes, drop_path_rate).to(device)
+        model = copy.deepcopy(self._pristine[key])
+        init_weights_vit_timm(model.get_classifier())
+        return model
+
     def identity(self) -> str:
-        """SHA-256 of the weights file, or of a fresh model's weights (factory without file)."""
+        """SHA-256 of the weights file, or of the built model's weights (factory without file)."""
         if self._identity is None:
             if self.weights is not None and Path(self.weights).is_file():
                 self._identity = sha256_file(self.weights)
             else:
-                torch_state = torch.random.get_rng_state()
-                self._identity = state_sha256(self.create(2, 0.0))
-                torch.random.set_rng_state(torch_state)
+                with torch.random.fork_rng(devices=[]):  # leave the runs' random streams untouched
+                    self._identity = state_sha256(self.create(2, 0.0))
         return self._identity
 
 
@@ -191,7 +207,7 @@ class TrainingSession:
         meter = ResourceMeter(device=str(self.device))
         train = self.split(train_split)
         seed_everything(seed)
-        model = self.backbone.create(train.num_classes, float(self.training.get("drop_path", 0.0))).to(self.device)
+        model = self.backbone.create(train.num_classes, float(self.training.get("drop_path", 0.0)), self.device)
         transform = transform_for(model, self.normalize, self.device)
         head_mode = self.training.get("head_init", "random")
         features = self.pretrained_features(model, train, transform) if head_mode == "prototypes" else None
