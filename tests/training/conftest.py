@@ -1,4 +1,5 @@
-"""Fixtures: a tiny learnable task in the shard format, a random tiny backbone file, a small study config."""
+"""Fixtures: a tiny learnable task in the shard format (written from the documented format, not the data
+package's writer), a random tiny backbone file, a small study config."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ import pytest
 import torch
 import yaml
 
-from peftlab.data.shards import write_shard
-from peftlab.io import write_json
+from peftlab.io import save_tensors, write_json
 
 BACKBONE = "vit_mini_patch8_32"
 NUM_CLASSES = 4
@@ -55,8 +55,11 @@ def write_task(task_dir: Path, sizes: dict[str, int], *, seed: int = 0, num_clas
         if label_shift and split in label_shift:
             labels = (labels + label_shift[split]) % num_classes
         subset = shift_subset if split.startswith("shift-") else None
-        write_shard(task_dir / f"{split}.safetensors", images, labels, task=task_dir.name, split=split,
-                    num_classes=num_classes, class_subset=subset)
+        tensors = {"images": torch.from_numpy(images), "labels": torch.from_numpy(labels.astype(np.int64))}
+        if subset is not None:
+            tensors["class_subset"] = torch.tensor(subset, dtype=torch.int64)
+        save_tensors(task_dir / f"{split}.safetensors", tensors,
+                     {"task": task_dir.name, "split": split, "num_classes": str(num_classes)})
         splits[split] = {"count": count, "label_counts": np.bincount(labels, minlength=num_classes).tolist(),
                          "sha256": "", "source_list": "", "source_sha256": ""}
     write_json(task_dir / "manifest.json", {"task": task_dir.name, "group": "toy", "num_classes": num_classes,
@@ -68,7 +71,6 @@ def write_task(task_dir: Path, sizes: dict[str, int], *, seed: int = 0, num_clas
 def backbone_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised mini ViT saved as a timm state dict (random features suffice to learn the toy)."""
     from peftlab.backbones import create_backbone
-    from peftlab.io import save_tensors
 
     torch.manual_seed(0)
     model = create_backbone(BACKBONE, num_classes=10)
