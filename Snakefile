@@ -1,7 +1,8 @@
 # peftlab: the study as a Snakemake workflow. The config is params.yaml unless --configfile names another
 # (config/paper.yaml, config/tiny.yaml); it is validated before the DAG is built. Every rule is a row of the step
 # table in src/peftlab/pipeline/steps.py, from which dvc.yaml is generated too (`peftlab pipeline dvc-yaml`).
-# After a successful run the outputs are recorded in dvc.lock with one `dvc commit` (DVC repos only).
+# After a successful run the outputs are recorded in dvc.lock with one `dvc commit` (DVC repos only; never from
+# rules: DVC holds a repository lock).
 if not workflow.overwrite_configfiles:
 
     configfile: "params.yaml"
@@ -27,4 +28,4 @@ rule all:
 
 
 onsuccess:
-    print(PLAN.commit(workflow.dag.jobs))
+    print(PLAN.after_success(workflow))

@@ -31,8 +31,10 @@ def env() -> dict[str, str]:
                 GIT_COMMITTER_EMAIL="t@t")
 
 
-def run(args: list[str], cwd: Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout)
+def run(args: list[str], cwd: Path, check: bool = True, timeout: float = 900,
+        extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, cwd=cwd, env={**env(), **(extra_env or {})}, capture_output=True, text=True,
+                            timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({result.returncode}) in {cwd}:\n"
                              f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
@@ -65,12 +67,14 @@ def commit_all(repo: Path, message: str) -> None:
     run(["git", "commit", "-q", "--allow-empty", "-m", message], repo)
 
 
-def snakemake(cwd: Path, *args: str, config: str = TINY, check: bool = True) -> subprocess.CompletedProcess:
-    return run([str(BIN / "snakemake"), "--configfile", config, *args], cwd, check=check)
+def snakemake(cwd: Path, *args: str, config: str = TINY, check: bool = True, timeout: float = 900
+              ) -> subprocess.CompletedProcess:
+    return run([str(BIN / "snakemake"), "--configfile", config, *args], cwd, check=check, timeout=timeout)
 
 
-def dvc(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return run([str(BIN / "dvc"), *args], cwd, check=check)
+def dvc(cwd: Path, *args: str, check: bool = True, extra_env: dict[str, str] | None = None
+        ) -> subprocess.CompletedProcess:
+    return run([str(BIN / "dvc"), *args], cwd, check=check, extra_env=extra_env)
 
 
 def peftlab(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -153,7 +157,27 @@ def dvc_stale_stages(cwd: Path) -> set[str]:
     return set(json.loads(result.stdout or "{}"))
 
 
-def dvc_repro_ran(cwd: Path) -> set[str]:
-    """Run ``dvc repro``; the stages it ran."""
-    result = dvc(cwd, "repro")
-    return set(re.findall(r"^Running stage '([^']+)'", result.stdout, re.M))
+def dvc_repro_ran(cwd: Path, *args: str) -> tuple[set[str], float]:
+    """Run ``dvc repro`` (with ``args``); the stages it ran (or would run, with ``--dry``) and its wall time."""
+    started = time.perf_counter()
+    result = dvc(cwd, "repro", *args)
+    return set(re.findall(r"^Running stage '([^']+)'", result.stdout, re.M)), time.perf_counter() - started
+
+
+def dvc_outputs(cwd: Path) -> list[Path]:
+    """Every file under every output of dvc.yaml (directories walked), relative to ``cwd``."""
+    import yaml
+
+    files = []
+    for stage in yaml.safe_load((cwd / "dvc.yaml").read_text())["stages"].values():
+        for kind in ("outs", "metrics", "plots"):
+            for out in stage.get(kind, []):
+                target = cwd / out
+                files += sorted(p for p in target.rglob("*") if p.is_file()) if target.is_dir() else [target]
+    return [f.relative_to(cwd) for f in files]
+
+
+def copy_built(source: Path, dest: Path) -> Path:
+    """A private copy of a built project (git history, DVC cache and outputs) for a test to change."""
+    shutil.copytree(source, dest, symlinks=True)
+    return dest

@@ -64,7 +64,9 @@ def dvc_command(*args: str) -> list[str]:
 
 def commit_outputs(study: Study, job_ids: Iterable[str] | None = None, root: str | os.PathLike = ".") -> str:
     """Record the outputs another engine produced in ``dvc.lock`` (``dvc commit --force``), so that
-    ``dvc status`` is clean and ``dvc repro`` has nothing to do.
+    ``dvc status`` is clean and ``dvc repro`` has nothing to do. ``--no-relink`` leaves the workspace files as
+    they are: relinking them from the cache would give them new modification times, in no particular order, and
+    Snakemake would then see inputs newer than outputs.
 
     ``job_ids`` are the jobs known to be up to date (a Snakemake run's DAG); None commits every stage. Nothing
     happens (and the returned message says why) outside a DVC repository or when ``dvc.yaml`` was generated
@@ -83,5 +85,5 @@ def commit_outputs(study: Study, job_ids: Iterable[str] | None = None, root: str
         return "no DVC stage among the jobs: nothing committed"
     if len(targets) == len(all_ids):
         targets = []
-    subprocess.run(dvc_command("commit", "--force", "--quiet", *targets), cwd=root, check=True)
+    subprocess.run(dvc_command("commit", "--force", "--no-relink", "--quiet", *targets), cwd=root, check=True)
     return f"dvc commit: recorded the outputs of {len(targets) or len(all_ids)} stages in dvc.lock"

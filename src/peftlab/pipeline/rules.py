@@ -95,8 +95,12 @@ class RulePlan:
         return final_targets(self.study)
 
     # --- after a successful run ----------------------------------------------------------------------------
-    def commit(self, dag_jobs: Sequence[Any], root: str | os.PathLike = ".") -> str:
-        """``dvc commit`` the stages of the jobs in this run's DAG (all up to date after a successful run)."""
+    def after_success(self, workflow: Any, root: str | os.PathLike = ".") -> str:
+        """``dvc commit`` the stages of the jobs in this run's DAG (all up to date after a successful run).
+
+        Not after ``--touch``: it changes modification times only, which DVC does not record."""
+        if workflow.touch:
+            return "dvc commit skipped: --touch changes modification times only"
         ids = [job_id(job.rule.name, [job.wildcards_dict[name] for name in STEPS[job.rule.name].wildcards])
-               for job in dag_jobs if job.rule.name in STEPS]
+               for job in workflow.dag.jobs if job.rule.name in STEPS]
         return commit_outputs(self.study, ids, Path(root))
