@@ -33,6 +33,8 @@ def check_study(study: Study, source: str) -> None:
         if extra:
             raise PeftlabError(f"{source}: key '{section}.methods': {extra} are not in study.methods "
                                f"{study.methods} (their runs reuse the study's search)")
+    if study.generates_data:
+        _check_generated_manyshot(study, source)
     if study.generates_data and Path(study.raw_root).is_absolute():
         raise PeftlabError(f"{source}: key 'data.root': generated data must live inside the project "
                            f"(a relative path such as data/raw), got {study.raw_root}")
@@ -45,3 +47,19 @@ def check_study(study: Study, source: str) -> None:
     if duplicates:
         raise PeftlabError(f"{source}: task or method names collide as job names {duplicates} "
                            "(names differing only in '.' versus '_')")
+
+
+def _check_generated_manyshot(study: Study, source: str) -> None:
+    """The mini-suite has many-shot lists for two tasks, up to ``data.generate.manyshot_size`` images."""
+    from peftlab.data.generate.suite import DEFAULT_MANYSHOT_SIZE, MANYSHOT_TASKS
+
+    section = study.section("manyshot")
+    other = [task for task in section.get("tasks", []) if task not in MANYSHOT_TASKS]
+    if other:
+        raise PeftlabError(f"{source}: key 'manyshot.tasks': the generated mini-suite has many-shot lists only for "
+                           f"{list(MANYSHOT_TASKS)}, not {other}")
+    largest = study.config["data"]["generate"].get("manyshot_size", DEFAULT_MANYSHOT_SIZE)
+    too_large = [size for size in section.get("sizes", []) if size > largest]
+    if too_large:
+        raise PeftlabError(f"{source}: key 'manyshot.sizes': {too_large} exceed data.generate.manyshot_size "
+                           f"{largest}")

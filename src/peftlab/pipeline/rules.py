@@ -16,7 +16,7 @@ from typing import Any
 from peftlab.errors import PeftlabError
 from peftlab.pipeline.checks import load_study
 from peftlab.pipeline.dvcgen import commit_outputs
-from peftlab.pipeline.steps import STEPS, Job, Study, final_targets, job_id
+from peftlab.pipeline.steps import STEPS, Job, Study, all_jobs, final_targets, job_id
 
 DEFAULT_CONFIG = "params.yaml"
 NEVER_MATCHES = "(?!)"
@@ -51,8 +51,10 @@ class RulePlan:
         return cls(study, directory)
 
     def job(self, step: str, wildcards: Mapping[str, str]) -> Job:
+        if not self._jobs:
+            self._jobs = {(job.step, tuple(job.wildcards.items())): job for job in all_jobs(self.study)}
         key = (step, tuple((name, str(wildcards[name])) for name in STEPS[step].wildcards))
-        if key not in self._jobs:
+        if key not in self._jobs:  # a job outside the table (the wildcard constraints should prevent this)
             self._jobs[key] = STEPS[step].job(self.study, dict(key[1]))
         return self._jobs[key]
 

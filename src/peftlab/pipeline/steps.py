@@ -69,6 +69,7 @@ class Study:
         self.config = config
         self.root = Path(root)
         self.config_path = normalize_config_path(config_path, self.root)
+        self._jobs: dict[str, list[Job]] = {}  # per step; a study's config does not change
 
     # --- what the study contains ---------------------------------------------------------------------------
     @property
@@ -239,7 +240,9 @@ class Step:
         )
 
     def jobs(self, study: Study) -> list[Job]:
-        return [self.job(study, wildcards) for wildcards in self.instances(study)]
+        if self.name not in study._jobs:
+            study._jobs[self.name] = [self.job(study, wildcards) for wildcards in self.instances(study)]
+        return study._jobs[self.name]
 
 
 def job_id(step: str, values: Sequence[str]) -> str:
@@ -291,31 +294,51 @@ def _generate_instances(study: Study) -> list[dict[str, str]]:
 def _generate_settings(study: Study, task: str) -> list[str]:
     """The generator settings that shape this task's files: the test size for a downstream task, the many-shot
     size for the tasks with many-shot lists, the upstream size for the upstream set (and the seed for all)."""
-    from peftlab.data.generate.suite import MANYSHOT_TASKS
     from peftlab.data.tasks import UPSTREAM_TASK
 
     if task == UPSTREAM_TASK:
         return ["seed", "upstream_size"]
-    return ["seed", "test_size", *(["manyshot_size"] if task in MANYSHOT_TASKS else [])]
+    return ["seed", "test_size", *(["manyshot_size"] if _has_manyshot_lists(task) else [])]
+
+
+def _has_manyshot_lists(task: str) -> bool:
+    from peftlab.data.generate.suite import MANYSHOT_TASKS
+
+    return task in MANYSHOT_TASKS
+
+
+def _manyshot_subsets(study: Study) -> list[int]:
+    """The many-shot sizes below the largest list: the generator writes a nested list for each."""
+    largest = study.config["data"]["generate"].get("manyshot_size")
+    sizes = study.section("manyshot").get("sizes", [])
+    return sorted(size for size in sizes if largest is None or size < largest)
 
 
 def _generate_keys(study: Study, wildcards: Wildcards) -> list[str]:
-    return study.keys(*(f"data.generate.{name}" for name in _generate_settings(study, wildcards["task"])))
+    task = wildcards["task"]
+    keys = [f"data.generate.{name}" for name in _generate_settings(study, task)]
+    return study.keys(*keys, *(["manyshot.sizes"] if _has_manyshot_lists(task) else []))
 
 
 def _generate_argv(study: Study, wildcards: Wildcards) -> list[str]:
-    settings = study.config["data"]["generate"]
-    argv = ["peftlab", "data", "generate", "--out", study.raw_root, "--tasks", wildcards["task"]]
-    for name in _generate_settings(study, wildcards["task"]):
+    task, settings = wildcards["task"], study.config["data"]["generate"]
+    argv = ["peftlab", "data", "generate", "--out", study.raw_root, "--tasks", task]
+    for name in _generate_settings(study, task):
         if name in settings:
             argv += [f"--{name.replace('_', '-')}", settings[name]]
+    if _has_manyshot_lists(task) and _manyshot_subsets(study):
+        argv += ["--manyshot-subset", *_manyshot_subsets(study)]
     return argv
 
 
 # --- prepare: lists + images → uint8 shards ------------------------------------------------------------------
 def _prepare_argv(study: Study, wildcards: Wildcards) -> list[str]:
-    return ["peftlab", "data", "prepare", "--root", study.raw_root, "--out", str(Path(paths.SHARD_DIR).parent),
-            "--tasks", wildcards["task"], "--size", study.config["data"]["image_size"]]
+    task = wildcards["task"]
+    argv = ["peftlab", "data", "prepare", "--root", study.raw_root, "--out", str(Path(paths.SHARD_DIR).parent),
+            "--tasks", task, "--size", study.config["data"]["image_size"]]
+    if task in study.config["data"].get("allow_size_mismatch", []):
+        argv += ["--allow-size-mismatch", task]
+    return argv
 
 
 # --- pretrain: the mini study's backbone ---------------------------------------------------------------------
