@@ -11,6 +11,7 @@ Many-shot runs are the same with ``train_split = manyshot-<size>``.
 from __future__ import annotations
 
 import statistics
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,11 @@ def run_final(session: TrainingSession, *, task: str, method: str, hparams: Mapp
                                    train_split=train_split, settings=settings, identity=identity,
                                    device=str(session.device))
             write_run(directory, outcome, metrics)
+            done = "ran"
+        else:
+            done = "kept (finished earlier)"
+        print(f"{task}/{method} seed {seed} ({train_split}): {metrics['status']}, accuracy {metrics['accuracy']}, "
+              f"{metrics['time_s']:.1f} s, {done}", file=sys.stderr)
         runs.append(metrics)
     summary = summarize(runs, task=task, method=method, hparams=hparams, train_split=train_split,
                         device=str(session.device))

@@ -9,6 +9,7 @@ mid-way left no file and runs again.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,11 @@ def run_search(session: TrainingSession, *, task: str, method: str, points: Sequ
             record = run_trial(session, task=task, method=method, hparams=point, settings=settings, seed=seed,
                                identity=identity, label=tid)
             write_json(path, record)
+            done = "ran"
+        else:
+            done = "kept (finished earlier)"
+        tqdm.write(f"{task}/{method} {tid}: {record['status']}, val accuracy {record['val_accuracy']}, "
+                   f"{record['time_s']:.1f} s, {done}", file=sys.stderr)
         trials.append(record)
     bar.close()
     best = select_best(trials)
