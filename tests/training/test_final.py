@@ -61,3 +61,14 @@ def test_a_shift_set_over_a_class_subset_is_scored_on_its_logits(tmp_path, shard
     expected = (predicted == logits["shift-sub.labels"]).double().mean().item()
     assert read_json(out / "runs" / "seed0" / "metrics.json")["accuracy"]["shift-sub"] == round(expected, 6)
     assert read_json(out / "runs" / "seed0" / "metrics.json")["epochs"] == 1
+
+
+def test_a_finished_seed_is_kept_on_rerun(tmp_path, shards, backbone_file, config_file):
+    best = write_best(tmp_path / "best.json", method="linear", hparams={"lr": 1e-3, "weight_decay": 1e-4})
+    args = ["train", "--task", TASK, "--method", "linear", "--hparams", str(best), "--seeds", "0", "--config",
+            str(config_file), "--data", str(shards), "--out", str(tmp_path / "final"), "--epochs", "1"]
+    assert main(args) == 0
+    run_dir = tmp_path / "final" / "runs" / "seed0"
+    before = {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()}
+    assert main(args) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == before
