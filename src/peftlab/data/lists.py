@@ -171,15 +171,19 @@ def expected_size(spec: TaskSpec, split_name: str) -> int | None:
     return None
 
 
-def check_splits(splits: Sequence[SplitList], spec: TaskSpec, num_classes: int, allow_size_mismatch: bool) -> None:
-    """Labels in range, sizes as expected, listed files present, no image path in both training and test."""
+def check_splits(splits: Sequence[SplitList], spec: TaskSpec, num_classes: int, allow_size_mismatch: bool,
+                 task: str | None = None) -> None:
+    """Labels in range, sizes as expected, listed files present, no image path in both training and test.
+
+    ``task`` is the name the user asked for (an alias such as ``kitti``), used in messages."""
+    task = task or spec.name
     for split in splits:
         _check_labels(split, num_classes)
         expected = expected_size(spec, split.name)
         if expected is not None and len(split.entries) != expected and not allow_size_mismatch:
             raise PeftlabError(
-                f"{split.list_path}: {len(split.entries)} images, task '{spec.name}' expects {expected} for "
-                f"split '{split.name}' (pass --allow-size-mismatch {spec.name} or set data.allow_size_mismatch)"
+                f"{split.list_path}: {len(split.entries)} images, task '{task}' expects {expected} for "
+                f"split '{split.name}' (pass --allow-size-mismatch {task} or set data.allow_size_mismatch)"
             )
         for entry in split.entries:
             if not entry.path.is_file():

@@ -43,6 +43,7 @@ from peftlab.data.tasks import (
     STANDARD_SPLITS,
     UPSTREAM_TASK,
     TaskSpec,
+    canonical_name,
     find_task_dir,
     resolve_task,
     validate_task_name,
@@ -103,7 +104,8 @@ def prepare(root: str | Path, out: str | Path, tasks: Sequence[str] | None = Non
     if len(set(names)) != len(names):
         raise PeftlabError(f"--tasks {names}: a task is named twice")
     size_mismatch_ok, duplicates_ok = set(allow_size_mismatch), set(allow_duplicate_content)
-    plans = [_plan_task(root, name, size, name in size_mismatch_ok, name in duplicates_ok) for name in names]
+    plans = [_plan_task(root, name, size, bool({name, canonical_name(name)} & size_mismatch_ok),
+                        bool({name, canonical_name(name)} & duplicates_ok)) for name in names]
     for plan in plans:
         plan.workers = workers
 
@@ -143,7 +145,7 @@ def _plan_task(root: Path, name: str, size: int | None, size_mismatch_ok: bool, 
     spec = resolve_task(name, task_dir)
     splits = read_splits(task_dir, spec)
     num_classes = infer_num_classes(spec, splits)
-    check_splits(splits, spec, num_classes, size_mismatch_ok)
+    check_splits(splits, spec, num_classes, size_mismatch_ok, task=name)
     image_size = size if size is not None else _native_size(splits[0])
     fingerprint = _fingerprint(spec, num_classes, image_size, splits)
     return _Plan(name, task_dir, spec, num_classes, image_size, splits, fingerprint, duplicates_ok)

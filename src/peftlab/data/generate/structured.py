@@ -171,24 +171,24 @@ def _shape_batch(rng: np.random.Generator, cy, cx, scale, angle) -> np.ndarray:
 
 
 def _on_black(rng: np.random.Generator, coverage: np.ndarray) -> np.ndarray:
-    brightness = rng.uniform(0.6, 1.0, len(coverage)).astype(np.float32)
+    brightness = rng.uniform(0.7, 1.0, len(coverage)).astype(np.float32)
     return np.repeat(coverage[..., None] * col(brightness)[..., None], 3, axis=-1)
 
 
 def render_dsprites_location(rng: np.random.Generator, labels: np.ndarray, held_out: bool) -> np.ndarray:
-    """The bright shape's x bin; two to four dim specks of dust elsewhere (at most 35 % of its brightness)."""
+    """The bright shape's x bin; three to six dim shapes elsewhere (at most 45 % of its brightness)."""
     count = len(labels)
     scale = rng.uniform(3.0, 6.0, count)
     cx = _within_bins(rng, labels, *LOCATION_RANGE, LOCATION_BINS)
     cy = rng.uniform(scale + 1, IMAGE_SIZE - scale - 1)
     images = _on_black(rng, _shape_batch(rng, cy, cx, scale, rng.uniform(0, 2 * np.pi, count)))
     brightness = images.max(axis=(1, 2, 3))
-    specks = rng.integers(2, 5, count)
-    for slot in range(4):
+    specks = rng.integers(3, 7, count)
+    for slot in range(6):
         on = np.flatnonzero(specks > slot)
-        size = rng.uniform(2.0, 5.0, on.size)
+        size = rng.uniform(2.5, 6.0, on.size)
         dust = _shape_batch(rng, *rng.uniform(2, IMAGE_SIZE - 2, (2, on.size)), size, rng.uniform(0, 6.3, on.size))
-        level = col(brightness[on] * rng.uniform(0.15, 0.35, on.size))
+        level = col(brightness[on] * rng.uniform(0.2, 0.45, on.size))
         images[on] = np.maximum(images[on], (dust * level)[..., None])
     return images
 
@@ -213,7 +213,7 @@ RECIPES = (
            "2–5 objects in perspective; label = depth bin (6) of the closest object",
            "colours inverted, Gaussian noise σ=0.04"),
     Recipe("dsprites_location", render_dsprites_location, shift_dsprites,
-           "a square, ellipse or heart on black, random scale, rotation, y, with 2–4 dim specks; label = "
+           "a square, ellipse or heart on black, random scale, rotation, y, with 3–6 dim shapes; label = "
            "x-position bin (8) of the bright shape",
            "random low-contrast texture behind the shape"),
     Recipe("dsprites_orientation", render_dsprites_orientation, shift_dsprites,
