@@ -1,35 +1,12 @@
 """PEFT methods for timm Vision Transformers: one module per method, each registering a ``MethodSpec``.
 
-Every module in this package other than the shared ones below is a method and is imported here, so adding a
-method is adding its module.
+Every module in this package other than ``base``, ``layers`` and ``commands`` is a method; they are imported on
+the first registry lookup (``get_method`` / ``list_methods``), so adding a method is adding its module. The
+public names below load lazily, which keeps ``import peftlab.methods.commands`` (the CLI) free of torch.
 """
 
 import importlib
-import pkgutil
-
-from peftlab.methods.base import (
-    AttachedMethod,
-    CachePoint,
-    MethodSpec,
-    attach,
-    attached,
-    build_config,
-    cache_point,
-    count_parameters,
-    get_method,
-    identity_state,
-    list_methods,
-    merge,
-    method_state_dict,
-    register,
-    trainable_state_dict,
-)
-
-_SHARED_MODULES = {"base", "layers", "commands"}
-
-for _module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-    if _module.name not in _SHARED_MODULES and not _module.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_module.name}")
+from typing import Any
 
 __all__ = [
     "AttachedMethod",
@@ -48,3 +25,9 @@ __all__ = [
     "register",
     "trainable_state_dict",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return getattr(importlib.import_module("peftlab.methods.base"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

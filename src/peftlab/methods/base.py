@@ -82,11 +82,36 @@ def register(spec: MethodSpec) -> MethodSpec:
     return spec
 
 
+_SHARED_MODULES = {"base", "layers", "commands"}
+_discovered = False
+
+
+def _discover() -> None:
+    """Import every method module of this package once (each registers itself on import).
+
+    Done on first lookup rather than at package import, so ``peftlab.methods.commands`` stays light for the CLI.
+    """
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    import importlib
+    import pkgutil
+
+    import peftlab.methods as package
+
+    for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if module.name not in _SHARED_MODULES and not module.name.startswith("_"):
+            importlib.import_module(f"{package.__name__}.{module.name}")
+
+
 def list_methods() -> list[MethodSpec]:
+    _discover()
     return [_REGISTRY[name] for name in sorted(_REGISTRY)]
 
 
 def get_method(name: str) -> MethodSpec:
+    _discover()
     try:
         return _REGISTRY[name]
     except KeyError:
