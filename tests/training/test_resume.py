@@ -25,7 +25,7 @@ def snapshot(trials_dir):
 
 def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path, shards, backbone_file):
     config = write_config(tmp_path / "params.yaml", backbone_file, search=GRID,
-                          training={"epochs": 12, "head_init": "random"})
+                          training={"epochs": 8, "head_init": "random"})
     out = tmp_path / "killed"
     process = subprocess.Popen([sys.executable, "-m", "peftlab.cli", *search_args(config, shards, out)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ))
