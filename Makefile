@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 CORES ?= 2
+# Jobs of both engines call the `peftlab` command: the venv's bin comes first on PATH.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: install study test lint
 
@@ -18,7 +20,7 @@ $(STAMP): requirements/lock.txt pyproject.toml
 install: $(STAMP)
 
 study: $(STAMP)
-	$(VENV)/bin/snakemake --cores $(CORES)
+	snakemake --cores $(CORES)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -n $(CORES) -q
