@@ -8,7 +8,8 @@ its task folder by rename; any error first removes the temporary folders, so bad
 directory exactly as it was.
 
 Re-running is a no-op when a task's fingerprint is unchanged. The fingerprint is a sha256 over: the prepare
-format version, the image size, the resolved task spec (group, class count), and per split its name, the sha256
+format version, the image size, the resolved task spec (group, class count), whether duplicate content is
+allowed (the one check that needs decoded files), and per split its name, the sha256
 of its list file (and class-subset file), and each listed file's relative path, byte size and modification time
 (``mtime_ns``). Stat-ing is cheap where re-hashing every image is not; a tool that rewrites an image with the
 same size and modification time would go unnoticed, for which ``--force`` exists.
@@ -147,7 +148,7 @@ def _plan_task(root: Path, name: str, size: int | None, size_mismatch_ok: bool, 
     num_classes = infer_num_classes(spec, splits)
     check_splits(splits, spec, num_classes, size_mismatch_ok, task=name)
     image_size = size if size is not None else _native_size(splits[0])
-    fingerprint = _fingerprint(spec, num_classes, image_size, splits)
+    fingerprint = _fingerprint(spec, num_classes, image_size, splits, duplicates_ok)
     return _Plan(name, task_dir, spec, num_classes, image_size, splits, fingerprint, duplicates_ok)
 
 
@@ -160,9 +161,11 @@ def _native_size(split: SplitList) -> int:
     return width
 
 
-def _fingerprint(spec: TaskSpec, num_classes: int, image_size: int, splits: Sequence[SplitList]) -> str:
+def _fingerprint(spec: TaskSpec, num_classes: int, image_size: int, splits: Sequence[SplitList],
+                 duplicates_ok: bool) -> str:
     digest = hashlib.sha256()
-    header = {"format": PREPARE_FORMAT, "image_size": image_size, "group": spec.group, "num_classes": num_classes}
+    header = {"format": PREPARE_FORMAT, "image_size": image_size, "group": spec.group, "num_classes": num_classes,
+              "allow_duplicate_content": duplicates_ok}
     digest.update(json.dumps(header, sort_keys=True).encode())
     for split in splits:
         digest.update(f"\0split {split.name} {sha256_file(split.list_path)}".encode())

@@ -22,8 +22,8 @@ from peftlab.data.generate.recipe import Recipe
 
 # cells: nuclei radii (px) per class; the nuclear area per image is drawn from one range for both classes,
 # so overall darkness says nothing about the label; only the size and shape of the nuclei do.
-_NUCLEUS_RADIUS = ((1.0, 1.5), (2.2, 3.2))
-_NUCLEUS_ASPECT = ((1.0, 1.25), (1.2, 2.0))
+_NUCLEUS_RADIUS = ((1.1, 1.6), (1.9, 2.7))
+_NUCLEUS_ASPECT = ((1.0, 1.3), (1.1, 1.8))
 _NUCLEAR_AREA = (90.0, 220.0)
 
 

@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import shutil
+import sys
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from peftlab.data.generate import natural, specialized, structured
 from peftlab.data.generate.canvas import IMAGE_SIZE, balanced_labels, to_uint8
@@ -115,9 +117,10 @@ def encode_png(pixels: np.ndarray) -> bytes:
 class _TaskWriter:
     """Writes one task's images and lists into its staging folder; remembers image digests per image set."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, progress) -> None:
         self.folder = folder
         self.digests: dict[str, set[str]] = {}
+        self.progress = progress
 
     def images(self, image_set: str, pixels: np.ndarray) -> list[str]:
         directory = self.folder / "images" / image_set
@@ -129,6 +132,7 @@ class _TaskWriter:
             (self.folder / relpath).write_bytes(data)
             relpaths.append(relpath)
             digests.add(hashlib.sha256(data).hexdigest())
+            self.progress.update(1)
         self.digests[image_set] = digests
         return relpaths
 
@@ -220,11 +224,13 @@ def generate_suite(out: str | Path, seed: int, sizes: SuiteSizes = SuiteSizes(),
         started = time.perf_counter()
         staging = make_staging_dir(out, task, "generate")
         try:
-            writer = _TaskWriter(staging)
-            if task == UPSTREAM_TASK:
-                _write_upstream(writer, seed, sizes)
-            else:
-                _write_task(writer, task, seed, sizes)
+            with tqdm(total=_image_count(task, sizes), desc=f"generate {task}", unit="img", disable=None,
+                      file=sys.stderr) as progress:
+                writer = _TaskWriter(staging, progress)
+                if task == UPSTREAM_TASK:
+                    _write_upstream(writer, seed, sizes)
+                else:
+                    _write_task(writer, task, seed, sizes)
             write_json(staging / CARD_NAME, card)
             replace_dir(staging, target)
         except BaseException:
@@ -234,6 +240,12 @@ def generate_suite(out: str | Path, seed: int, sizes: SuiteSizes = SuiteSizes(),
         log(f"{task}: wrote {count} images to {target} in {time.perf_counter() - started:.1f} s")
         outcome[task] = "written"
     return outcome
+
+
+def _image_count(task: str, sizes: SuiteSizes) -> int:
+    if task == UPSTREAM_TASK:
+        return sizes.upstream
+    return FIXED_SIZES["train800val200"] + 2 * sizes.test + (sizes.manyshot if task in MANYSHOT_TASKS else 0)
 
 
 def _read_card(task_dir: Path) -> dict | None:
