@@ -18,6 +18,7 @@ from peftlab.data.lists import read_splits
 from peftlab.data.prepare import prepare
 from peftlab.data.shards import load_split, read_manifest
 from peftlab.data.tasks import MINI_TASKS, UPSTREAM_TASK, resolve_task
+from peftlab.errors import PeftlabError
 
 QUIET = {"log": lambda message: None}
 
@@ -119,6 +120,14 @@ def test_matching_card_is_up_to_date(suite_root):
     messages = []
     assert generate_suite(suite_root, SEED, SMALL, tasks=["digits"], log=messages.append) == {"digits": "up to date"}
     assert "up to date" in messages[0]
+
+
+def test_generate_never_overwrites_a_folder_it_did_not_write(toy_root):
+    (toy_root / "clevr_count").mkdir()
+    (toy_root / "clevr_count" / "test.txt").write_text("real/image.jpg 3\n")
+    with pytest.raises(PeftlabError, match=r"clevr_count: exists and is not a generated mini-suite folder"):
+        generate_suite(toy_root, SEED, SMALL, tasks=["clevr_count"], force=True, **QUIET)
+    assert (toy_root / "clevr_count" / "test.txt").read_text() == "real/image.jpg 3\n"
 
 
 def test_prepare_reads_the_generated_suite_without_overrides(suite_root, tmp_path):

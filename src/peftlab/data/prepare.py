@@ -105,10 +105,8 @@ def prepare(root: str | Path, out: str | Path, tasks: Sequence[str] | None = Non
     if len(set(names)) != len(names):
         raise PeftlabError(f"--tasks {names}: a task is named twice")
     size_mismatch_ok, duplicates_ok = set(allow_size_mismatch), set(allow_duplicate_content)
-    plans = [_plan_task(root, name, size, bool({name, canonical_name(name)} & size_mismatch_ok),
-                        bool({name, canonical_name(name)} & duplicates_ok)) for name in names]
-    for plan in plans:
-        plan.workers = workers
+    plans = [_plan_task(root, name, size, _listed(name, size_mismatch_ok), _listed(name, duplicates_ok), workers)
+             for name in names]
 
     outcomes, pending = [], []
     created = first_missing_ancestor(out)
@@ -140,7 +138,13 @@ def prepare(root: str | Path, out: str | Path, tasks: Sequence[str] | None = Non
     return outcomes
 
 
-def _plan_task(root: Path, name: str, size: int | None, size_mismatch_ok: bool, duplicates_ok: bool) -> _Plan:
+def _listed(name: str, names: set[str]) -> bool:
+    """Whether a task is named in an ``--allow-*`` list, under the name given or its table name."""
+    return name in names or canonical_name(name) in names
+
+
+def _plan_task(root: Path, name: str, size: int | None, size_mismatch_ok: bool, duplicates_ok: bool,
+               workers: int) -> _Plan:
     validate_task_name(name)
     task_dir = find_task_dir(root, name)
     spec = resolve_task(name, task_dir)
@@ -149,7 +153,7 @@ def _plan_task(root: Path, name: str, size: int | None, size_mismatch_ok: bool, 
     check_splits(splits, spec, num_classes, size_mismatch_ok, task=name)
     image_size = size if size is not None else _native_size(splits[0])
     fingerprint = _fingerprint(spec, num_classes, image_size, splits, duplicates_ok)
-    return _Plan(name, task_dir, spec, num_classes, image_size, splits, fingerprint, duplicates_ok)
+    return _Plan(name, task_dir, spec, num_classes, image_size, splits, fingerprint, duplicates_ok, workers)
 
 
 def _native_size(split: SplitList) -> int:

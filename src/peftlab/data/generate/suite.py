@@ -217,7 +217,11 @@ def generate_suite(out: str | Path, seed: int, sizes: SuiteSizes = SuiteSizes(),
     for task in names:
         card = task_card(task, seed, sizes)
         target = out / task
-        if not force and _read_card(target) == card:
+        existing = _read_card(target)
+        if target.exists() and (existing or {}).get("suite") != MINI_SUITE:
+            raise PeftlabError(f"{target}: exists and is not a generated mini-suite folder (no task.json with "
+                               f"suite 'mini'); refusing to overwrite it: choose another --out")
+        if not force and existing == card:
             log(f"{task}: up to date ({target}), nothing to do")
             outcome[task] = "up to date"
             continue
