@@ -2,7 +2,7 @@
 
 import pytest
 import yaml
-from conftest import TASK
+from training_fixtures import TASK
 
 from peftlab.cli import main
 from peftlab.io import write_json

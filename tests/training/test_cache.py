@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from helpers import make_session, run
+from training_helpers import make_session, run
 
 from peftlab.training.cache import FrozenCache
 

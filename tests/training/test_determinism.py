@@ -1,7 +1,7 @@
 """Same seed, same CPU: identical metrics and logits; another seed: another run."""
 
 import torch
-from helpers import make_session, run
+from training_helpers import make_session, run
 
 HPARAMS = {"lr": 1e-3, "weight_decay": 1e-4, "rank": 2}
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from helpers import make_session
+from training_helpers import make_session
 
 from peftlab.methods import list_methods, trainable_state_dict
 from peftlab.training.loop import FitSettings

@@ -1,8 +1,8 @@
 """Final runs: per-seed files in the documented formats, test and shift sets scored once, seeds summarised."""
 
 import torch
-from conftest import NUM_CLASSES, TASK
 from safetensors.torch import load_file
+from training_fixtures import NUM_CLASSES, TASK
 
 from peftlab.backbones import create_backbone
 from peftlab.checkpoint import load_peft

@@ -2,8 +2,8 @@
 
 import timm
 import torch
-from conftest import BACKBONE, NUM_CLASSES, write_config, write_task
 from safetensors.torch import load_file
+from training_fixtures import BACKBONE, NUM_CLASSES, write_config, write_task
 
 from peftlab.backbones import create_backbone
 from peftlab.cli import main

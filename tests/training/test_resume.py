@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from conftest import TASK, write_config
+from training_fixtures import TASK, write_config
 
 from peftlab.cli import main
 from peftlab.io import read_json

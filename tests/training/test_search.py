@@ -3,8 +3,8 @@
 import json
 import shutil
 
-from conftest import TASK, write_config, write_task
-from helpers import make_session
+from training_fixtures import TASK, write_config, write_task
+from training_helpers import make_session
 
 from peftlab.cli import main
 from peftlab.io import read_json

@@ -6,7 +6,7 @@ import copy
 from pathlib import Path
 
 import torch
-from conftest import BACKBONE, SMALL_CONFIG, TASK
+from training_fixtures import BACKBONE, SMALL_CONFIG, TASK
 
 from peftlab.training.cache import FrozenCache
 from peftlab.training.loop import FitSettings
