@@ -31,14 +31,20 @@ def git_revision() -> str | None:
     return f"{rev}-dirty" if dirty else rev
 
 
-def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str | None]:
+@functools.lru_cache(maxsize=8)
+def _versions(names: tuple[str, ...]) -> tuple[tuple[str, str | None], ...]:
+    """Package metadata lookups cost ~40 ms: read once per process."""
     versions: dict[str, str | None] = {}
     for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    return versions
+    return tuple(versions.items())
+
+
+def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str | None]:
+    return dict(_versions(tuple(names)))
 
 
 def provenance(device: str | None = None) -> dict:
