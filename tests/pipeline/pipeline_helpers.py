@@ -22,6 +22,7 @@ PIPELINE_FILES = ("Snakefile", "params.yaml", "dvc.yaml", ".gitignore", ".dvcign
                   ".dvc/.gitignore")
 PIPELINE_DIRS = ("workflow", "config")
 TINY = "config/tiny.yaml"
+DVC_IGNORED = {".snakemake_timestamp"}  # see .dvcignore
 
 
 def env() -> dict[str, str]:
@@ -173,7 +174,8 @@ def dvc_outputs(cwd: Path) -> list[Path]:
         for kind in ("outs", "metrics", "plots"):
             for out in stage.get(kind, []):
                 target = cwd / out
-                files += sorted(p for p in target.rglob("*") if p.is_file()) if target.is_dir() else [target]
+                files += sorted(p for p in target.rglob("*") if p.is_file() and p.name not in DVC_IGNORED) \
+                    if target.is_dir() else [target]
     return [f.relative_to(cwd) for f in files]
 
 

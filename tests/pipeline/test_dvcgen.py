@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from pipeline_helpers import PROJECT, TINY, copy_project, dvc_edges, dvc_plan, peftlab
+from pipeline_helpers import PROJECT, TINY, copy_project, dvc_edges, dvc_plan
 
+from peftlab.cli import main as peftlab_main
 from peftlab.pipeline.checks import load_study
 from peftlab.pipeline.dvcgen import render_dvc_yaml, stale_reason
 from peftlab.pipeline.steps import all_jobs
@@ -19,11 +20,12 @@ def test_committed_dvc_yaml_is_generated_from_params_yaml():
         "dvc.yaml is stale: run `peftlab pipeline dvc-yaml` and commit it")
 
 
-def test_check_mode_reports_a_stale_file(tmp_path):
+def test_check_mode_reports_a_stale_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(PROJECT)
     stale = tmp_path / "dvc.yaml"
     stale.write_text("stages: {}\n")
-    result = peftlab(PROJECT, "pipeline", "dvc-yaml", "--out", str(stale), "--check", check=False)
-    assert result.returncode == 1 and "regenerate" in result.stdout
+    assert peftlab_main(["pipeline", "dvc-yaml", "--out", str(stale), "--check"]) == 1
+    assert "regenerate" in capsys.readouterr().out
 
 
 def test_stages_list_exactly_their_keys_from_the_named_params_file():

@@ -7,8 +7,9 @@ import time
 
 import pytest
 import yaml
-from pipeline_helpers import PROJECT, copy_project, dvc, peftlab, snakemake
+from pipeline_helpers import PROJECT, copy_project, dvc, snakemake
 
+from peftlab.cli import main as peftlab_main
 from peftlab.data.tasks import VTAB_TASKS
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -44,9 +45,10 @@ def test_snakemake_builds_the_paper_dag(paper_project):
     assert "generate" not in counts and "pretrain" not in counts
 
 
-def test_dvc_status_on_the_paper_dvc_yaml(paper_project):
+def test_dvc_status_on_the_paper_dvc_yaml(paper_project, monkeypatch):
     project, config = paper_project
-    peftlab(project, "pipeline", "dvc-yaml", "--config", PAPER)
+    monkeypatch.chdir(project)
+    assert peftlab_main(["pipeline", "dvc-yaml", "--config", PAPER]) == 0
     stages = len(yaml.safe_load((project / "dvc.yaml").read_text())["stages"])
     started = time.perf_counter()
     result = dvc(project, "status", "--json")
