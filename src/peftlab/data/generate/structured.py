@@ -54,8 +54,8 @@ def _floor(rng: np.random.Generator, horizon: np.ndarray) -> np.ndarray:
     return paint(canvas, soft_edge(y - col(horizon)), floor)
 
 
-def _draw_objects(rng: np.random.Generator, canvas: np.ndarray, horizon: np.ndarray, base: np.ndarray,
-                  x: np.ndarray, radius: np.ndarray, active: np.ndarray) -> np.ndarray:
+def _draw_objects(rng: np.random.Generator, canvas: np.ndarray, base: np.ndarray, x: np.ndarray,
+                  radius: np.ndarray, active: np.ndarray) -> np.ndarray:
     """Draw ``[N, K]`` objects (spheres, cubes, cylinders) far to near: ``base`` is where each touches the floor."""
     count, slots = base.shape
     order = np.argsort(np.where(active, base, -1.0), axis=1)  # inactive first (never drawn), then far to near
@@ -125,7 +125,7 @@ def render_clevr_count(rng: np.random.Generator, labels: np.ndarray, held_out: b
     canvas = _floor(rng, horizon)
     wanted = labels + COUNT_OFFSET
     base, x, radius, active = _place(rng, horizon, wanted, int(COUNT_OFFSET + labels.max()))
-    _draw_objects(rng, canvas, horizon, base, x, radius, active)
+    _draw_objects(rng, canvas, base, x, radius, active)
     return shifts.add_noise(rng, canvas, 0.02)
 
 
@@ -142,7 +142,7 @@ def render_clevr_distance(rng: np.random.Generator, labels: np.ndarray, held_out
     base = horizon[:, None] + scale * (IMAGE_SIZE - horizon[:, None])
     radius = _radius(rng, scale)
     x = rng.uniform(radius, IMAGE_SIZE - radius)
-    _draw_objects(rng, canvas, horizon, base, x, radius, active)
+    _draw_objects(rng, canvas, base, x, radius, active)
     return shifts.add_noise(rng, canvas, 0.02)
 
 
