@@ -8,7 +8,7 @@ to the others and is not. Parameters are counted without the classification head
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,13 @@ class MainTable:
 
     def cell(self, task: str, method: str) -> Cell | None:
         return self.cells.get((task, method))
+
+    def filled(self) -> Iterator[tuple[str, str, Cell]]:
+        """(task, method, cell) for every result present, methods outer, tasks inner (table order)."""
+        for method in self.methods:
+            for task in self.tasks:
+                if (cell := self.cell(task, method)) is not None:
+                    yield task, method, cell
 
     def _means(self, method: str, tasks: list[str]) -> list[float | None]:
         return [cell.mean if (cell := self.cell(task, method)) else None for task in tasks]
@@ -128,17 +135,11 @@ def collect_main_table(config: Mapping[str, Any], results: str | Path, notices: 
 
 def long_rows(table: MainTable) -> list[dict[str, Any]]:
     """One CSV row per (task, method) with a result: the numbers behind the main table, unrounded."""
-    rows = []
-    for method in table.methods:
-        for task in table.tasks:
-            cell = table.cell(task, method)
-            if cell is None:
-                continue
-            rows.append({"task": task, "group": table.groups[task], "method": method, "test_accuracy_mean": cell.mean,
-                         "test_accuracy_std": cell.std, "n_seeds": len(cell.per_seed),
-                         "per_seed": ";".join(str(v) for v in cell.per_seed), "val_accuracy": cell.val_accuracy,
-                         "method_params": cell.method_params, "source": str(cell.source)})
-    return rows
+    return [{"task": task, "group": table.groups[task], "method": method, "test_accuracy_mean": cell.mean,
+             "test_accuracy_std": cell.std, "n_seeds": len(cell.per_seed),
+             "per_seed": ";".join(str(v) for v in cell.per_seed), "val_accuracy": cell.val_accuracy,
+             "method_params": cell.method_params, "source": str(cell.source)}
+            for task, method, cell in table.filled()]
 
 
 def average_rows(table: MainTable) -> list[dict[str, Any]]:
@@ -157,15 +158,8 @@ def average_rows(table: MainTable) -> list[dict[str, Any]]:
 
 def hparam_rows(table: MainTable) -> list[dict[str, Any]]:
     """The selected hyper-parameters per method and task (best.json's selection on val200)."""
-    rows = []
-    for method in table.methods:
-        for task in table.tasks:
-            cell = table.cell(task, method)
-            if cell is None:
-                continue
-            rows.append({"method": method, "task": task, "hparams": format_hparams(cell.hparams),
-                         "val_accuracy": cell.val_accuracy})
-    return rows
+    return [{"method": method, "task": task, "hparams": format_hparams(cell.hparams), "val_accuracy": cell.val_accuracy}
+            for task, method, cell in table.filled()]
 
 
 def format_hparams(hparams: Mapping[str, Any]) -> str:
