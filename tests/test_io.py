@@ -32,3 +32,21 @@ def test_read_json_names_missing_and_malformed_files(tmp_path):
     bad.write_text('{"a": ')
     with pytest.raises(PeftlabError, match=r"bad.json: malformed JSON file \(line 1"):
         read_json(bad)
+
+
+def test_saved_tensors_have_sorted_metadata_and_load_back(tmp_path):
+    import torch
+    from safetensors import safe_open
+
+    from peftlab.io import save_tensors
+
+    metadata = {key: f"value {key}" for key in ("zeta", "alpha", "mu", "beta", "omega", "delta")}
+    path = tmp_path / "t.safetensors"
+    save_tensors(path, {"b": torch.arange(3.0), "a": torch.ones(2, 2, dtype=torch.int64)}, metadata=metadata)
+    raw = path.read_bytes()
+    header = json.loads(raw[8:8 + int.from_bytes(raw[:8], "little")])
+    assert list(header["__metadata__"]) == sorted(metadata)
+    with safe_open(str(path), framework="pt") as handle:
+        assert handle.metadata() == metadata
+        assert handle.get_tensor("b").tolist() == [0.0, 1.0, 2.0]
+        assert handle.get_tensor("a").tolist() == [[1, 1], [1, 1]]

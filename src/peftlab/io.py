@@ -71,12 +71,36 @@ def write_csv_rows(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]], f
 
 
 def save_tensors(path: str | os.PathLike, tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None) -> None:
-    """Save torch tensors as safetensors, atomically (contiguous copies, string metadata)."""
+    """Save torch tensors as safetensors, atomically (contiguous copies, string metadata, canonical header)."""
     from safetensors.torch import save_file
 
     contiguous = {name: tensor.detach().contiguous().cpu() for name, tensor in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(contiguous, str(tmp), metadata=dict(metadata) if metadata else None)
+        canonicalize_safetensors_header(tmp)
+
+
+def canonicalize_safetensors_header(path: str | os.PathLike) -> None:
+    """Rewrite a safetensors file's header with its ``__metadata__`` keys sorted, in place.
+
+    safetensors keeps metadata in a hash map whose order changes from process to process, so the same tensors
+    and metadata gave different bytes (and DVC hashes) on every run. Tensor entries keep their order (already
+    deterministic); the sorted header has the same length, so only the header bytes are rewritten.
+    """
+    with open(path, "r+b") as handle:
+        size_bytes = handle.read(8)
+        if len(size_bytes) != 8:
+            raise PeftlabError(f"{path}: not a safetensors file (shorter than its 8-byte header size)")
+        size = int.from_bytes(size_bytes, "little")
+        header = json.loads(handle.read(size))
+        if "__metadata__" in header:
+            header = {"__metadata__": dict(sorted(header["__metadata__"].items())),
+                      **{k: v for k, v in header.items() if k != "__metadata__"}}
+        canonical = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(canonical) > size:
+            raise PeftlabError(f"{path}: canonical safetensors header is longer than the written one")
+        handle.seek(8)
+        handle.write(canonical + b" " * (size - len(canonical)))
 
 
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:

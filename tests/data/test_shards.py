@@ -39,3 +39,27 @@ def test_linear_probe_scores_every_evaluated_split(toy_root, capsys):
     assert set(scores) == {"test"} and 0.0 <= scores["test"] <= 1.0
     assert main(["data", "probe", "--root", str(toy_root), "--tasks", "kitti", "--size", "8"]) == 0
     assert capsys.readouterr().out.startswith("kitti: test ")
+
+
+WRITE_SHARD = """
+import sys
+import numpy as np
+from peftlab.data.shards import write_shard
+write_shard(__import__("pathlib").Path(sys.argv[1]), np.arange(48, dtype=np.uint8).reshape(1, 3, 4, 4),
+            np.array([2]), task="digits", split="shift-style", num_classes=10, class_subset=(1, 2))
+"""
+
+
+def test_the_same_shard_written_by_separate_processes_has_the_same_bytes(tmp_path):
+    # safetensors orders metadata by a per-process hash seed: without a canonical header the bytes (and the
+    # DVC hash) of re-prepared data changed on every run.
+    import subprocess
+    import sys
+
+    paths = [tmp_path / f"run{index}.safetensors" for index in range(4)]
+    for path in paths:
+        subprocess.run([sys.executable, "-c", WRITE_SHARD, str(path)], check=True)
+    contents = {path.read_bytes() for path in paths}
+    assert len(contents) == 1
+    split = load_split(tmp_path, "run0")
+    assert split.labels.tolist() == [2] and split.num_classes == 10 and split.class_subset.tolist() == [1, 2]

@@ -47,7 +47,7 @@ def write_shard(path: Path, images: np.ndarray, labels: np.ndarray, *, task: str
     import numpy as np
     from safetensors.numpy import save_file
 
-    from peftlab.io import atomic_path
+    from peftlab.io import atomic_path, canonicalize_safetensors_header
 
     tensors = {
         "images": np.ascontiguousarray(images, dtype=np.uint8),
@@ -57,6 +57,7 @@ def write_shard(path: Path, images: np.ndarray, labels: np.ndarray, *, task: str
         tensors["class_subset"] = np.asarray(class_subset, dtype=np.int64)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"task": task, "split": split, "num_classes": str(num_classes)})
+        canonicalize_safetensors_header(tmp)
 
 
 def read_manifest(task_dir: str | Path) -> dict[str, Any]:
