@@ -67,6 +67,25 @@ def suffix_forward(model: nn.Module, point: CachePoint, x: torch.Tensor) -> torc
     return model.forward_head(model.norm(x))
 
 
+def draws_random_numbers(model: nn.Module, point: CachePoint | None) -> bool:
+    """Whether a training step of ``model`` draws random numbers: dropout, drop-path or patch dropout outside the
+    frozen prefix (which always runs in eval mode). Runs that draw none can be trained together (``fit_group``)."""
+    from timm.layers import DropPath, PatchDropout
+
+    frozen = {id(sub) for module in (prefix_modules(model, point) if point is not None else [])
+              for sub in module.modules()}
+    for module in model.modules():
+        if id(module) in frozen:
+            continue
+        if isinstance(module, nn.modules.dropout._DropoutNd) and module.p > 0:
+            return True
+        if isinstance(module, DropPath) and module.drop_prob > 0:
+            return True
+        if isinstance(module, PatchDropout) and module.prob > 0:
+            return True
+    return False
+
+
 def set_train_mode(model: nn.Module, point: CachePoint | None) -> None:
     """Train mode for the trained part, eval mode for the frozen prefix (see the module docstring)."""
     model.train()

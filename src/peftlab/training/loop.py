@@ -10,7 +10,7 @@ its seed. A loss (or a trained weight) that becomes NaN or infinite ends the run
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from peftlab.training.forward import ModelRunner
-from peftlab.training.optim import build_adamw, set_lr
+from peftlab.training.optim import build_adamw_groups
 from peftlab.training.schedule import schedule_for
 
 OK = "ok"
@@ -74,6 +74,12 @@ def all_finite(parameters: list[torch.nn.Parameter]) -> bool:
     return bool(torch.stack([p.detach().float().abs().max() for p in parameters]).isfinite().all())
 
 
+def schedule_shape(settings: FitSettings) -> tuple:
+    """What runs trained together must share: everything but the learning rate and the weight decay."""
+    return (settings.epochs, settings.warmup_epochs, settings.batch_size, settings.lr_min, settings.warmup_lr_init,
+            settings.label_smoothing)
+
+
 def fit(runner: ModelRunner, rows: torch.Tensor, labels: torch.Tensor, settings: FitSettings, *,
         generator: torch.Generator, progress: str | None = None,
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> FitResult:
@@ -81,40 +87,79 @@ def fit(runner: ModelRunner, rows: torch.Tensor, labels: torch.Tensor, settings:
 
     ``augment`` maps a gathered batch of rows to a new batch (pretraining's crop and flip on uint8 images).
     """
+    return fit_group([runner], rows, labels, [settings], generator=generator, progress=progress,
+                     augment=augment)[0]
+
+
+def fit_group(runners: Sequence[ModelRunner], rows: torch.Tensor, labels: torch.Tensor,
+              settings: Sequence[FitSettings], *, generator: torch.Generator, progress: str | None = None,
+              augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> list[FitResult]:
+    """Train several runs in lockstep on the same batches, each exactly as ``fit`` would train it alone.
+
+    Per step there is one batch gather, one backward and one optimiser step for the whole group, which is most of
+    a step's cost when the trained part is small (a cached linear probe). Each run keeps its own loss, its own
+    AdamW parameter group (its learning-rate schedule and weight decay) and its own divergence stop; the backward
+    of the summed losses hands each run the gradient of its own loss unchanged (d sum / d loss_i = 1), so every
+    member ends bitwise equal to a run alone on the same shuffling. That holds only for members whose training
+    draws no random numbers (``draws_random_numbers``): dropout in several members would interleave one random
+    stream. ``settings`` may differ only in ``lr`` and ``weight_decay`` (see ``schedule_shape``).
+    """
     count = len(rows)
     if count == 0:
         raise ValueError("no training rows")
-    per_epoch = steps_per_epoch(count, settings.batch_size)
-    schedule = schedule_for(settings.lr, settings.epochs, settings.warmup_epochs, per_epoch,
-                            warmup_lr_init=settings.warmup_lr_init, lr_min=settings.lr_min)
-    optimizer = build_adamw(runner.parameters(), lr=schedule(0), weight_decay=settings.weight_decay,
-                            device=runner.device)
-    result = FitResult(status=OK, train_loss=None)
-    bar = tqdm(range(settings.epochs), desc=progress, unit="epoch", leave=False, disable=progress is None or None)
-    runner.train()
+    if len(runners) != len(settings) or not runners:
+        raise ValueError(f"fit_group: {len(runners)} runners for {len(settings)} settings")
+    if len({schedule_shape(member) for member in settings}) != 1:
+        raise ValueError("fit_group: members differ in more than lr and weight_decay")
+    shape = settings[0]
+    per_epoch = steps_per_epoch(count, shape.batch_size)
+    schedules = [schedule_for(member.lr, shape.epochs, shape.warmup_epochs, per_epoch,
+                              warmup_lr_init=shape.warmup_lr_init, lr_min=shape.lr_min) for member in settings]
+    optimizer = build_adamw_groups([(runner.parameters(), member.weight_decay, schedule(0)) for runner, member, schedule
+                                    in zip(runners, settings, schedules, strict=True)], device=runners[0].device)
+    results = [FitResult(status=OK, train_loss=None) for _ in runners]
+    active = list(range(len(runners)))  # members still training; a diverged one leaves (with its param group)
+    groups = dict(enumerate(optimizer.param_groups))
+    bar = tqdm(range(shape.epochs), desc=progress, unit="epoch", leave=False, disable=progress is None or None)
+    for runner in runners:
+        runner.train()
+    steps = 0
     for _ in bar:
-        order = torch.randperm(count, generator=generator).to(runner.device)
-        batch_losses: list[torch.Tensor] = []
-        for start in range(0, count, settings.batch_size):
-            index = order[start:start + settings.batch_size]
+        order = torch.randperm(count, generator=generator).to(runners[0].device)
+        batch_losses: dict[int, list[torch.Tensor]] = {member: [] for member in active}
+        for start in range(0, count, shape.batch_size):
+            index = order[start:start + shape.batch_size]
             batch_labels = labels.index_select(0, index)
             batch = rows.index_select(0, index)
-            logits = runner.logits(augment(batch) if augment is not None else batch)
-            loss = F.cross_entropy(logits.float(), batch_labels, label_smoothing=settings.label_smoothing)
+            if augment is not None:
+                batch = augment(batch)
+            losses = [F.cross_entropy(runners[member].logits(batch).float(), batch_labels,
+                                      label_smoothing=shape.label_smoothing) for member in active]
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            set_lr(optimizer, schedule(result.steps))
+            (losses[0] if len(losses) == 1 else sum(losses)).backward()
+            for member in active:
+                groups[member]["lr"] = schedules[member](steps)
             optimizer.step()
-            result.steps += 1
-            batch_losses.append(loss.detach() * len(index))
-        epoch_loss = (torch.stack(batch_losses).double().sum() / count).item()
-        if not (math.isfinite(epoch_loss) and all_finite(runner.parameters())):
-            result.status, result.train_loss = DIVERGED, None
-            result.epoch_losses.append(None)
+            steps += 1
+            for member, loss in zip(active, losses, strict=True):
+                batch_losses[member].append(loss.detach() * len(index))
+        for member in list(active):
+            result = results[member]
+            result.steps = steps
+            epoch_loss = (torch.stack(batch_losses[member]).double().sum() / count).item()
+            if not (math.isfinite(epoch_loss) and all_finite(runners[member].parameters())):
+                result.status, result.train_loss = DIVERGED, None
+                result.epoch_losses.append(None)
+                active.remove(member)
+                optimizer.param_groups[:] = [group for group in optimizer.param_groups if group is not groups[member]]
+                continue
+            result.train_loss = epoch_loss
+            result.epoch_losses.append(epoch_loss)
+        if not active:
             break
-        result.train_loss = epoch_loss
-        result.epoch_losses.append(epoch_loss)
-        bar.set_postfix(loss=f"{epoch_loss:.4f}")
+        if len(runners) == 1:
+            bar.set_postfix(loss=f"{results[0].train_loss:.4f}")
     bar.close()
-    runner.eval()
-    return result
+    for runner in runners:
+        runner.eval()
+    return results

@@ -4,13 +4,16 @@
 Selection never sees test data: a search opens only the train and validation shards (it runs with
 ``test.safetensors`` deleted). Each trial is one JSON file written atomically when the trial ends, so a killed
 search resumes where it stopped: trials with a valid file of the same fingerprint are kept, a trial killed
-mid-way left no file and runs again.
+mid-way left no file and runs again. Trials that draw no random numbers (a linear probe) train together
+(``TrainingSession.run_grid``), with the results they would have alone; their files are written when the group
+ends.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ from peftlab.errors import PeftlabError
 from peftlab.io import read_json, write_json
 from peftlab.training.loop import DIVERGED, OK, FitSettings
 from peftlab.training.records import fingerprint, finite_or_none, stamp, trial_id
-from peftlab.training.session import TrainingSession
+from peftlab.training.session import RunOutcome, TrainingSession
 
 SEARCH_TRAIN_SPLIT = "train800"
 SEARCH_VAL_SPLIT = "val200"
@@ -56,13 +59,23 @@ def read_finished(path: Path, expected_fingerprint: str) -> dict[str, Any] | Non
     return record if record.get("status") in (OK, DIVERGED) else None
 
 
-def run_trial(session: TrainingSession, *, task: str, method: str, hparams: Mapping[str, Any],
-              settings: FitSettings, seed: int, identity: str, label: str) -> dict[str, Any]:
-    outcome = session.run(method, hparams, seed=seed, train_split=SEARCH_TRAIN_SPLIT,
-                          eval_splits=[SEARCH_VAL_SPLIT], settings=settings, label=label)
+@dataclass
+class PlannedTrial:
+    """One grid point of a search: where its record goes and, once finished, the record."""
+
+    trial_id: str
+    hparams: Mapping[str, Any]
+    settings: FitSettings
+    fingerprint: str
+    path: Path
+    record: dict[str, Any] | None = None
+
+
+def trial_record(outcome: RunOutcome, trial: PlannedTrial, *, task: str, method: str, seed: int,
+                 device: str) -> dict[str, Any]:
     val = outcome.scores.get(SEARCH_VAL_SPLIT)
     return {
-        "task": task, "method": method, "trial_id": trial_id(hparams), "hparams": dict(hparams),
+        "task": task, "method": method, "trial_id": trial.trial_id, "hparams": dict(trial.hparams),
         "status": outcome.fit.status,
         "val_accuracy": finite_or_none(val.accuracy) if val else None,
         "val_loss": finite_or_none(val.loss) if val else None,
@@ -70,10 +83,17 @@ def run_trial(session: TrainingSession, *, task: str, method: str, hparams: Mapp
         "epoch_train_loss": [finite_or_none(loss) for loss in outcome.fit.epoch_losses],
         "trainable_params": outcome.trainable_params, "model_params": outcome.model_params,
         "time_s": outcome.resources["time_s"], "peak_memory_mb": outcome.resources["peak_memory_mb"],
-        "seed": seed, "epochs": settings.epochs, "epochs_run": outcome.fit.epochs_run,
-        "settings": settings.as_dict(), "train_split": SEARCH_TRAIN_SPLIT, "eval_split": SEARCH_VAL_SPLIT,
-        "fingerprint": identity, "provenance": stamp(str(session.device)),
+        "fit_group_size": outcome.resources.get("fit_group_size", 1),
+        "seed": seed, "epochs": trial.settings.epochs, "epochs_run": outcome.fit.epochs_run,
+        "settings": trial.settings.as_dict(), "train_split": SEARCH_TRAIN_SPLIT, "eval_split": SEARCH_VAL_SPLIT,
+        "fingerprint": trial.fingerprint, "provenance": stamp(device),
     }
+
+
+def log_trial(task: str, method: str, trial: PlannedTrial, done: str) -> None:
+    record = trial.record
+    tqdm.write(f"{task}/{method} {trial.trial_id}: {record['status']}, val accuracy {record['val_accuracy']}, "
+               f"{record['time_s']:.1f} s, {done}", file=sys.stderr)
 
 
 def select_best(trials: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
@@ -93,26 +113,29 @@ def run_search(session: TrainingSession, *, task: str, method: str, points: Sequ
     ids = [trial_id(point) for point in points]
     if len(set(ids)) != len(ids):
         raise PeftlabError(f"search grid of {method} has duplicate points: {ids}")
-    trials = []
-    bar = tqdm(list(zip(ids, points, strict=True)), desc=f"search {task}/{method}", unit="trial",
-               disable=None if session.show_progress else True)
-    for tid, point in bar:
+    planned = []
+    for tid, point in zip(ids, points, strict=True):
         settings = FitSettings.from_config(training, point)
         identity = fingerprint(trial_material(session, task=task, method=method, hparams=point,
                                               settings=settings, seed=seed))
         path = out_dir / "trials" / f"{tid}.json"
-        record = read_finished(path, identity)
-        if record is None:
-            record = run_trial(session, task=task, method=method, hparams=point, settings=settings, seed=seed,
-                               identity=identity, label=tid)
-            write_json(path, record)
-            done = "ran"
-        else:
-            done = "kept (finished earlier)"
-        tqdm.write(f"{task}/{method} {tid}: {record['status']}, val accuracy {record['val_accuracy']}, "
-                   f"{record['time_s']:.1f} s, {done}", file=sys.stderr)
-        trials.append(record)
+        planned.append(PlannedTrial(tid, point, settings, identity, path, read_finished(path, identity)))
+    bar = tqdm(total=len(planned), desc=f"search {task}/{method}", unit="trial",
+               disable=None if session.show_progress else True)
+    for trial in planned:
+        if trial.record is not None:
+            log_trial(task, method, trial, "kept (finished earlier)")
+            bar.update()
+    pending = [trial for trial in planned if trial.record is None]
+    for index, outcome in session.run_grid(method, [(trial.hparams, trial.settings) for trial in pending], seed=seed,
+                                           train_split=SEARCH_TRAIN_SPLIT, eval_splits=[SEARCH_VAL_SPLIT]):
+        trial = pending[index]
+        trial.record = trial_record(outcome, trial, task=task, method=method, seed=seed, device=str(session.device))
+        write_json(trial.path, trial.record)
+        log_trial(task, method, trial, "ran")
+        bar.update()
     bar.close()
+    trials = [trial.record for trial in planned]
     best = select_best(trials)
     summary = {
         "task": task, "method": method,

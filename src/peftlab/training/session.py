@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,12 +27,14 @@ from peftlab.methods import CachePoint, attach, cache_point, count_parameters
 from peftlab.provenance import ResourceMeter
 from peftlab.training.cache import FrozenCache, compute_prefix, state_sha256, tensor_sha256
 from peftlab.training.evaluate import Score, runner_logits, score
-from peftlab.training.forward import ModelRunner
+from peftlab.training.forward import ModelRunner, draws_random_numbers
 from peftlab.training.heads import init_head
 from peftlab.training.inputs import InputTransform, transform_for
-from peftlab.training.loop import FitResult, FitSettings, fit
+from peftlab.training.loop import FitResult, FitSettings, fit, fit_group, schedule_shape
+from peftlab.training.records import trial_id
 
 FEATURES = CachePoint("features")
+MAX_FIT_GROUP = 8  # runs trained together at most: each holds its own copy of the backbone
 
 
 def resolve_device(name: str | None = None) -> torch.device:
@@ -141,6 +143,23 @@ class RunOutcome:
         return self.fit.status == "ok"
 
 
+@dataclass
+class PreparedRun:
+    """A run between ``TrainingSession.prepare`` and ``finish``: its model, its training runner and rows."""
+
+    model: nn.Module
+    transform: InputTransform
+    point: CachePoint | None
+    train: ResidentSplit
+    head_init: dict[str, torch.Tensor]
+    counts: dict[str, int]
+    meter: ResourceMeter
+    runners: dict[bool, ModelRunner] = field(default_factory=dict)  # by "cached"
+    runner: ModelRunner | None = None
+    rows: torch.Tensor | None = None
+    prepare_s: float = 0.0
+
+
 class TrainingSession:
     """Shared state of one job; see the module docstring."""
 
@@ -197,11 +216,9 @@ class TrainingSession:
             rows = compute_prefix(model, FEATURES, split.images, transform=transform, batch_size=self.eval_batch_size)
         return rows
 
-    def run(self, method: str, hparams: Mapping[str, Any], *, seed: int, train_split: str,
-            eval_splits: Sequence[str], settings: FitSettings, label: str | None = None,
-            evaluate_diverged: bool = False) -> RunOutcome:
-        """Train ``method`` with ``hparams`` from the pretrained backbone and score it on ``eval_splits``
-        (a diverged run is scored only with ``evaluate_diverged``: final runs keep every seed's files)."""
+    def prepare(self, method: str, hparams: Mapping[str, Any], *, seed: int, train_split: str) -> PreparedRun:
+        """A run up to its first training step: a fresh pretrained backbone with ``method`` attached and its head
+        initialised from ``seed``, and the rows it trains on (cached prefix outputs when the method has any)."""
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         meter = ResourceMeter(device=str(self.device))
@@ -221,35 +238,93 @@ class TrainingSession:
                                   batch_size=self.eval_batch_size), train.labels
 
         head_init = init_head(model, head_mode, prototype_inputs)
-        counts = count_parameters(model)
-        point = cache_point(model)
-        compile_forward = bool(self.training.get("compile", False))
+        prepared = PreparedRun(model=model, transform=transform, point=cache_point(model), train=train,
+                               head_init=head_init, counts=count_parameters(model), meter=meter)
+        prepared.runner, prepared.rows = self._runner_for(prepared, train)
+        prepared.prepare_s = meter.read()["time_s"]
+        return prepared
 
-        runners: dict[bool, ModelRunner] = {}
+    def _runner_for(self, prepared: PreparedRun, split: ResidentSplit) -> tuple[ModelRunner, torch.Tensor]:
+        """The runner and rows of ``split``: the suffix on cached prefix outputs, or the whole model on images."""
+        point = prepared.point
+        rows = self.prefix_rows(prepared.model, point, split, prepared.transform) if worth_caching(point) else None
+        cached = rows is not None
+        if cached not in prepared.runners:
+            prepared.runners[cached] = ModelRunner(prepared.model, prepared.transform, point=point, cached=cached,
+                                                   device=self.device,
+                                                   compile=bool(self.training.get("compile", False)))
+        return prepared.runners[cached], (rows if cached else split.images)
 
-        def runner_for(split: ResidentSplit) -> tuple[ModelRunner, torch.Tensor]:
-            rows = self.prefix_rows(model, point, split, transform) if worth_caching(point) else None
-            cached = rows is not None
-            if cached not in runners:
-                runners[cached] = ModelRunner(model, transform, point=point, cached=cached, device=self.device,
-                                              compile=compile_forward)
-            return runners[cached], (rows if cached else split.images)
-
-        runner, rows = runner_for(train)
-        generator = torch.Generator().manual_seed(seed)
-        progress = label if self.show_progress else None
-        result = fit(runner, rows, train.labels, settings, generator=generator, progress=progress)
+    def finish(self, prepared: PreparedRun, result: FitResult, eval_splits: Sequence[str], *,
+               evaluate_diverged: bool = False, resources: dict[str, float] | None = None) -> RunOutcome:
+        """Score a trained run on ``eval_splits`` (a diverged run only with ``evaluate_diverged``)."""
         scores: dict[str, Score] = {}
         logits: dict[str, torch.Tensor] = {}
         labels: dict[str, torch.Tensor] = {}
         if result.status == "ok" or evaluate_diverged:
             for name in eval_splits:
                 split = self.split(name)
-                eval_runner, eval_rows = runner_for(split)
+                eval_runner, eval_rows = self._runner_for(prepared, split)
                 logits[name] = runner_logits(eval_runner, eval_rows, batch_size=self.eval_batch_size)
                 labels[name] = split.labels.cpu()
                 scores[name] = score(logits[name], labels[name], split.class_subset)
-        return RunOutcome(model=model, fit=result, scores=scores, logits=logits, labels=labels, head_init=head_init,
+        counts = prepared.counts
+        return RunOutcome(model=prepared.model, fit=result, scores=scores, logits=logits, labels=labels,
+                          head_init=prepared.head_init,
                           trainable_params={"total": counts["trainable"], "method": counts["method"],
                                             "head": counts["head"]},
-                          model_params=counts["total"], resources=meter.read())
+                          model_params=counts["total"], resources=resources or prepared.meter.read())
+
+    def run(self, method: str, hparams: Mapping[str, Any], *, seed: int, train_split: str,
+            eval_splits: Sequence[str], settings: FitSettings, label: str | None = None,
+            evaluate_diverged: bool = False) -> RunOutcome:
+        """Train ``method`` with ``hparams`` from the pretrained backbone and score it on ``eval_splits``
+        (a diverged run is scored only with ``evaluate_diverged``: final runs keep every seed's files)."""
+        prepared = self.prepare(method, hparams, seed=seed, train_split=train_split)
+        result = fit(prepared.runner, prepared.rows, prepared.train.labels, settings,
+                     generator=torch.Generator().manual_seed(seed), progress=label if self.show_progress else None)
+        return self.finish(prepared, result, eval_splits, evaluate_diverged=evaluate_diverged)
+
+    def run_grid(self, method: str, points: Sequence[tuple[Mapping[str, Any], FitSettings]], *, seed: int,
+                 train_split: str, eval_splits: Sequence[str],
+                 max_group: int = MAX_FIT_GROUP) -> Iterator[tuple[int, RunOutcome]]:
+        """``run`` for every ``(hparams, settings)`` point of a search, yielding ``(index, outcome)`` as runs end.
+
+        Runs that draw no random numbers while training (a linear probe: only the head trains) and train on the
+        same rows go through ``fit_group`` together, up to ``max_group`` at a time, with the same results as
+        alone; the others train alone, in grid order. Each grouped outcome reports the group's time divided by
+        its size and the group's peak memory (``fit_group_size`` in ``resources``).
+        """
+        group: list[tuple[int, PreparedRun, FitSettings]] = []
+
+        def flush() -> Iterator[tuple[int, RunOutcome]]:
+            if not group:
+                return
+            meter = ResourceMeter(device=str(self.device))
+            first = group[0][1]
+            results = fit_group([prepared.runner for _, prepared, _ in group], first.rows, first.train.labels,
+                                [settings for _, _, settings in group], generator=torch.Generator().manual_seed(seed),
+                                progress=f"{len(group)} trials" if self.show_progress else None)
+            outcomes = [(index, self.finish(prepared, result, eval_splits))
+                        for (index, prepared, _), result in zip(group, results, strict=True)]
+            shared = meter.read()
+            time_s = (sum(prepared.prepare_s for _, prepared, _ in group) + shared["time_s"]) / len(group)
+            for index, outcome in outcomes:
+                outcome.resources = {"time_s": round(time_s, 4), "peak_memory_mb": shared["peak_memory_mb"],
+                                     "fit_group_size": len(group)}
+                yield index, outcome
+            group.clear()
+
+        for index, (hparams, settings) in enumerate(points):
+            prepared = self.prepare(method, hparams, seed=seed, train_split=train_split)
+            if draws_random_numbers(prepared.model, prepared.point):
+                result = fit(prepared.runner, prepared.rows, prepared.train.labels, settings,
+                             generator=torch.Generator().manual_seed(seed),
+                             progress=trial_id(hparams) if self.show_progress else None)
+                yield index, self.finish(prepared, result, eval_splits)
+                continue
+            if group and (len(group) == max_group or group[0][1].rows is not prepared.rows
+                          or schedule_shape(group[0][2]) != schedule_shape(settings)):
+                yield from flush()
+            group.append((index, prepared, settings))
+        yield from flush()
