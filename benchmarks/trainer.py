@@ -10,7 +10,9 @@ Rows:
   cache starts empty, so computing the prefix is included).
 
 Ends with one JSON line: ``vs_conventional`` (peftlab / conventional images/s), ``of_compute_limit`` (peftlab /
-compute-limit images/s), ``cached_linear_probe`` and ``cached_partial_1`` (uncached / cached search time).
+compute-limit images/s), ``vs_conventional_ceiling`` (compute-limit / conventional images/s: the most that
+removing the data pipeline can gain on this machine), ``cached_linear_probe`` and ``cached_partial_1``
+(uncached / cached search time).
 
 Times on the CPU are this process's CPU time (``time.process_time``), not wall time: the machine is shared, and
 CPU time of a single-threaded run does not count other processes' load (on an idle machine the two agree). On
@@ -277,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                      ("compute limit (one resident batch)", f"{limit:8.0f} img/s"),
                      (f"one {METHOD} trial, 1000 images x 1 epoch", f"{trial:8.2f} s")]
             result.update(vs_conventional=round(ours / conventional, 3), of_compute_limit=round(ours / limit, 3),
+                          vs_conventional_ceiling=round(limit / conventional, 3),
                           images_per_s={"peftlab": round(ours, 1), "conventional": round(conventional, 1),
                                         "compute_limit": round(limit, 1)}, trial_1000x1_s=round(trial, 3))
         if "linear" in args.parts:

@@ -3,7 +3,9 @@
 A search job runs every grid point of one (task, method), a final job every seed; all of them use the same
 splits (loaded once, moved to the device once, hashed once), the same pretrained backbone and the same cached
 prefix outputs. ``TrainingSession.run`` is the single code path from (method, hyper-parameters, seed) to a
-trained model and its scores, used by search, final runs and many-shot runs alike.
+trained model and its scores, used by search, final runs and many-shot runs alike; it is ``prepare`` (model,
+head, rows), ``fit`` and ``finish`` (scores), and ``run_grid`` uses the same three steps to train a search's
+trials that draw no random numbers together (``fit_group``).
 
 Only the splits a run names are ever opened: a search asks for ``train800`` and ``val200`` and never touches
 ``test``.
