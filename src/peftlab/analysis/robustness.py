@@ -25,10 +25,10 @@ from torch import nn
 
 from peftlab.analysis.wise_results import SHIFT_PREFIX, TARGET_SPLIT
 from peftlab.errors import PeftlabError
+from peftlab.training.heads import read_head
 
 WISE_FIELDS = ("task", "method", "seed", "alpha", "split", "accuracy", "loss", "n", "interpolation",
                "head_source", "note")
-HEAD_KEYS = ("head.weight", "head.bias")
 OUTPUT_SPACE_NOTE = ("no weight-space identity for this method: output-space interpolation of the zero-shot "
                      "and fine-tuned logits (not WiSE-FT)")
 
@@ -70,30 +70,6 @@ def load_state_into(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None
     with torch.no_grad():
         for key, tensor in state.items():
             params[key].copy_(tensor)
-
-
-def read_head(path: str | Path, num_classes: int, feature_dim: int) -> dict[str, torch.Tensor]:
-    """``head.weight`` [C, D] and ``head.bias`` [C] from a safetensors file, shape-checked against the model."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise PeftlabError(f"{path}: head file not found")
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        raise PeftlabError(f"{path}: not a readable safetensors file ({exc})") from None
-    missing = [key for key in HEAD_KEYS if key not in tensors]
-    if missing:
-        raise PeftlabError(f"{path}: missing {missing} (a head file holds head.weight [C, D] and head.bias [C])")
-    weight, bias = tensors["head.weight"], tensors["head.bias"]
-    if tuple(weight.shape) != (num_classes, feature_dim) or tuple(bias.shape) != (num_classes,):
-        raise PeftlabError(
-            f"{path}: head.weight {list(weight.shape)} / head.bias {list(bias.shape)} do not fit the model "
-            f"(expected [{num_classes}, {feature_dim}] / [{num_classes}])"
-        )
-    return {"head.weight": weight.float(), "head.bias": bias.float()}
 
 
 def weight_endpoints(model: nn.Module, pretrained: Mapping[str, torch.Tensor],

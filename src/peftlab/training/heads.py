@@ -10,7 +10,7 @@ Cosine scaling: ``W_c = s · μ_c / ‖μ_c‖ / r`` where ``r`` is the mean fea
 ``s · cos(μ_c, f)``; ``s = PROTOTYPE_LOGIT_SCALE`` plays the part of CLIP's learned logit scale (100 there, on
 unit-norm text and image embeddings; smaller here, where class means of a small backbone's features are close
 to each other and a large scale would saturate the softmax). The head the run starts from is saved as
-``head_init.safetensors``.
+``head_init.safetensors``; ``read_head`` reads such a head file back (the WiSE-FT analysis reads θ₀'s head with it).
 
 The head is set after the method is attached, so it is the head that trains (VQT replaces the head by a wider
 one). The prototypes come from the *pretrained* backbone's features (one shared cache entry per split); where
@@ -20,11 +20,15 @@ the method changed the head's input width (VQT), from the attached model's own f
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from peftlab.errors import PeftlabError
+
 HEAD_INIT_CHOICES = ("random", "zeros", "prototypes")
+HEAD_KEYS = ("head.weight", "head.bias")
 PROTOTYPE_LOGIT_SCALE = 10.0
 
 
@@ -38,6 +42,35 @@ def class_prototypes(features: torch.Tensor, labels: torch.Tensor, num_classes: 
     directions = means / means.norm(dim=1, keepdim=True).clamp_min(1e-12)
     mean_norm = features.norm(dim=1).mean().clamp_min(1e-12)
     return directions * (logit_scale / mean_norm)
+
+
+def read_head(path: str | Path, num_classes: int | None = None, in_features: int | None = None, *,
+              note: str = "") -> dict[str, torch.Tensor]:
+    """``head.weight`` [C, D] and ``head.bias`` [C] (float32) from a safetensors file, shape-checked against
+    ``num_classes`` and ``in_features`` where given. Any problem is one ``PeftlabError`` naming the file;
+    ``note`` is appended to a shape error (why the expected shape is what it is)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise PeftlabError(f"{path}: head file not found")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise PeftlabError(f"{path}: not a readable safetensors file ({exc})") from None
+    missing = [key for key in HEAD_KEYS if key not in tensors]
+    if missing:
+        raise PeftlabError(f"{path}: missing {missing} (a head file holds head.weight [C, D] and head.bias [C])")
+    weight, bias = tensors["head.weight"], tensors["head.bias"]
+    rows = num_classes if num_classes is not None else (weight.shape[0] if weight.dim() == 2 else "C")
+    cols = in_features if in_features is not None else (weight.shape[1] if weight.dim() == 2 else "D")
+    if tuple(weight.shape) != (rows, cols) or tuple(bias.shape) != (rows,):
+        raise PeftlabError(
+            f"{path}: head.weight {list(weight.shape)} / head.bias {list(bias.shape)} do not fit the model "
+            f"(expected [{rows}, {cols}] / [{rows}]){note}"
+        )
+    return {"head.weight": weight.float(), "head.bias": bias.float()}
 
 
 @torch.no_grad()
