@@ -32,6 +32,12 @@ def test_default_params_are_valid():
         (lambda c: c["grids"].update(lora={"rnak": [8]}), "key 'grids.lora': lora: unknown hyper-parameter 'rnak'"),
         (lambda c: c["training"].update(optimiser="sgd"), "'optimiser' was unexpected"),
         (lambda c: c["manyshot"].update(tasks=["elsewhere"]), "key 'manyshot.tasks'"),
+        (lambda c: c["training"].update(head_init="file"), "key 'training.head_init_file': required"),
+        (lambda c: c["training"].update(head_init="file", head_init_file=None), "key 'training.head_init_file'"),
+        (lambda c: c["training"].update(head_init="file", head_init_file=3), "key 'training.head_init_file'"),
+        (lambda c: c["training"].update(head_init="zeros", head_init_file="h.safetensors"),
+         "key 'training.head_init_file': given, but training.head_init is 'zeros'"),
+        (lambda c: c["training"].update(head_init="text"), "key 'training.head_init'"),
     ],
 )
 def test_bad_config_is_one_line_naming_the_key(tmp_path, mutate, message):
@@ -41,6 +47,11 @@ def test_bad_config_is_one_line_naming_the_key(tmp_path, mutate, message):
     assert message in str(error.value)
     assert str(path) in str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_head_init_file_with_its_file_is_valid(tmp_path):
+    path = write_config(tmp_path, lambda c: c["training"].update(head_init="file", head_init_file="h.safetensors"))
+    assert load_config(path, check_data=False)["training"]["head_init_file"] == "h.safetensors"
 
 
 def test_missing_data_root_of_a_user_data_study_is_named(tmp_path):

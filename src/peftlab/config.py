@@ -51,7 +51,8 @@ def validate_schema(config: Mapping[str, Any], source: str) -> None:
 
 
 def validate_semantics(config: Mapping[str, Any], source: str, check_data: bool = True) -> None:
-    """Checks the schema cannot express: known methods, valid grids, a data root that exists."""
+    """Checks the schema cannot express (or not in one line naming the key): known methods, valid grids, the
+    head file of ``head_init: file``, a data root that exists."""
     from peftlab.methods import build_config, get_method
 
     method_lists = {"study.methods": config["study"]["methods"]}
@@ -71,6 +72,13 @@ def validate_semantics(config: Mapping[str, Any], source: str, check_data: bool 
                 build_config(method, point)
         except PeftlabError as exc:
             raise PeftlabError(f"{source}: key 'grids.{method}': {exc}") from None
+    training = config["training"]
+    if training.get("head_init") == "file" and not training.get("head_init_file"):
+        raise PeftlabError(f"{source}: key 'training.head_init_file': required when training.head_init is 'file' "
+                           "(a safetensors file with head.weight [C, D] and head.bias [C])")
+    if training.get("head_init_file") and training.get("head_init") != "file":
+        raise PeftlabError(f"{source}: key 'training.head_init_file': given, but training.head_init is "
+                           f"{training.get('head_init', 'random')!r}, not 'file' (the file would be ignored)")
     for section in ("manyshot", "robustness"):
         if config.get(section):
             unknown = sorted(set(config[section]["tasks"]) - set(config["study"]["tasks"]))

@@ -1,8 +1,8 @@
 """CLI: ``peftlab search``, ``peftlab train`` and ``peftlab pretrain``.
 
 Light at import (argparse only); torch, timm and the training modules load inside the handlers. Every input is
-checked — config, method, best.json, weights, shards — before the first output file is written, so a bad input
-leaves nothing behind but one error line (exit 2).
+checked — config, method, best.json, weights, shards, the head file of ``head_init: file`` — before the first
+output file is written, so a bad input leaves nothing behind but one error line (exit 2).
 """
 
 from __future__ import annotations
@@ -81,8 +81,10 @@ def _session(args: argparse.Namespace, config: dict[str, Any], normalize: bool):
     device = resolve_device(args.device)
     configure_torch(device, config["training"].get("threads"))
     cache = FrozenCache(args.cache_dir or default_cache_dir(), enabled=not args.no_cache)
-    return TrainingSession(task_dir=task_dir, backbone=BackboneSource(config["backbone"]["name"], Path(weights)),
-                           training=config["training"], normalize=normalize, device=device, cache=cache)
+    session = TrainingSession(task_dir=task_dir, backbone=BackboneSource(config["backbone"]["name"], Path(weights)),
+                              training=config["training"], normalize=normalize, device=device, cache=cache)
+    _check_head_file(args.config, session)
+    return session
 
 
 def search_command(args: argparse.Namespace) -> int:
@@ -145,6 +147,24 @@ def pretrain_command(args: argparse.Namespace) -> int:
     card = run_pretrain(config, data_dir=args.data, out_dir=args.out, device=device)
     print(f"pretrained {card['backbone']}: val accuracy {card['val_accuracy']} → {args.out / 'backbone.safetensors'}")
     return 0
+
+
+def _check_head_file(source: Path, session) -> None:
+    """``head_init: file``: the head file must exist, be readable and have one row per class of the task (checked
+    before the shards load). Its input width is checked against the head of the attached method when the first
+    run starts (VQT widens it), also before any output is written."""
+    from peftlab.data.shards import read_manifest
+    from peftlab.errors import PeftlabError
+    from peftlab.training.heads import read_head
+
+    head_file = session.head_file
+    if head_file is None:
+        return
+    num_classes = int(read_manifest(session.task_dir)["num_classes"])
+    try:
+        read_head(head_file, num_classes)
+    except PeftlabError as exc:
+        raise PeftlabError(f"{source}: key 'training.head_init_file': {exc}") from None
 
 
 def _validate_points(source: Path, method: str, points: list[dict[str, Any]]) -> None:

@@ -126,7 +126,7 @@ def run_final(session: TrainingSession, *, task: str, method: str, hparams: Mapp
     out_dir = Path(out_dir)
     material = {
         "task": task, "method": method, "hparams": dict(hparams), "settings": settings.as_dict(),
-        "drop_path": session.training.get("drop_path", 0.0), "head_init": session.training.get("head_init", "random"),
+        "drop_path": session.training.get("drop_path", 0.0), **session.head_identity(),
         "normalize": session.normalize, "backbone": session.backbone.identity(), "train_split": train_split,
         "train": session.split(train_split).images_id, "eval_splits": list(eval_splits),
     }

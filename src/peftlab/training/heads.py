@@ -5,12 +5,18 @@
 - ``prototypes``: the class means of the frozen pretrained backbone's pre-logit features on the training split,
   L2-normalised and scaled like a cosine classifier, bias 0. This is the mini study's analogue of CLIP's
   zero-shot text head: a head that already classifies before fine-tuning, the θ₀ WiSE-FT interpolates from.
+- ``file``: ``head.weight`` [C, D] and ``head.bias`` [C] of a safetensors file (``training.head_init_file``), the
+  format of ``robustness.zero_shot_head``: for the CLIP study, CLIP's zero-shot head itself (class-name text
+  embeddings × the image projection), so fine-tuning starts where the paper starts and WiSE-FT's θ₀ is that
+  head. ``read_head`` is the one reader of such files (the WiSE-FT analysis uses it too); a file that does not
+  fit the model's head — class count, or input width (VQT's head is wider than the backbone) — is an error,
+  never broadcast. The file's sha256 is part of every run's fingerprint.
 
 Cosine scaling: ``W_c = s · μ_c / ‖μ_c‖ / r`` where ``r`` is the mean feature norm, so a logit is about
 ``s · cos(μ_c, f)``; ``s = PROTOTYPE_LOGIT_SCALE`` plays the part of CLIP's learned logit scale (100 there, on
 unit-norm text and image embeddings; smaller here, where class means of a small backbone's features are close
 to each other and a large scale would saturate the softmax). The head the run starts from is saved as
-``head_init.safetensors``; ``read_head`` reads such a head file back (the WiSE-FT analysis reads θ₀'s head with it).
+``head_init.safetensors``.
 
 The head is set after the method is attached, so it is the head that trains (VQT replaces the head by a wider
 one). The prototypes come from the *pretrained* backbone's features (one shared cache entry per split); where
@@ -27,7 +33,7 @@ from torch import nn
 
 from peftlab.errors import PeftlabError
 
-HEAD_INIT_CHOICES = ("random", "zeros", "prototypes")
+HEAD_INIT_CHOICES = ("random", "zeros", "prototypes", "file")
 HEAD_KEYS = ("head.weight", "head.bias")
 PROTOTYPE_LOGIT_SCALE = 10.0
 
@@ -74,17 +80,26 @@ def read_head(path: str | Path, num_classes: int | None = None, in_features: int
 
 
 @torch.no_grad()
-def init_head(model: nn.Module, mode: str, prototype_inputs: Callable[[], tuple[torch.Tensor, torch.Tensor]]
-              ) -> dict[str, torch.Tensor]:
+def init_head(model: nn.Module, mode: str, prototype_inputs: Callable[[], tuple[torch.Tensor, torch.Tensor]],
+              head_file: str | Path | None = None) -> dict[str, torch.Tensor]:
     """Set the head per ``mode`` and return its starting tensors (``head.weight``, ``head.bias``, on the CPU).
 
     ``prototype_inputs`` returns (pre-logit features, labels) of the training split; only called for
-    ``prototypes``, so other modes never compute features.
+    ``prototypes``, so other modes never compute features. ``head_file`` is the head of ``file``.
     """
     head = model.get_classifier()
     if not isinstance(head, nn.Linear):
         raise ValueError(f"expected a linear head, got {type(head).__name__}")
-    if mode == "zeros":
+    if mode == "file":
+        if head_file is None:
+            raise ValueError("head_init 'file' needs head_file")
+        width = getattr(model, "num_features", head.in_features)
+        note = (f"; the method's head reads {head.in_features} features, not the backbone's {width} (VQT widens "
+                "it), so a head of the backbone's width cannot start it" if width != head.in_features else "")
+        tensors = read_head(head_file, head.out_features, head.in_features, note=note)
+        head.weight.copy_(tensors["head.weight"])
+        head.bias.copy_(tensors["head.bias"])
+    elif mode == "zeros":
         head.weight.zero_()
         head.bias.zero_()
     elif mode == "prototypes":

@@ -40,7 +40,7 @@ def trial_material(session: TrainingSession, *, task: str, method: str, hparams:
     training = session.training
     return {
         "task": task, "method": method, "hparams": dict(hparams), "settings": settings.as_dict(), "seed": seed,
-        "drop_path": training.get("drop_path", 0.0), "head_init": training.get("head_init", "random"),
+        "drop_path": training.get("drop_path", 0.0), **session.head_identity(),
         "normalize": session.normalize, "backbone": session.backbone.identity(),
         "train": session.split(SEARCH_TRAIN_SPLIT).images_id, "val": session.split(SEARCH_VAL_SPLIT).images_id,
     }

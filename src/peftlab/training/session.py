@@ -176,6 +176,34 @@ class TrainingSession:
         self.cache = cache
         self.show_progress = show_progress
         self._splits: dict[str, ResidentSplit] = {}
+        self._head_sha256: str | None = None
+
+    @property
+    def head_mode(self) -> str:
+        return str(self.training.get("head_init", "random"))
+
+    @property
+    def head_file(self) -> Path | None:
+        """The head file of ``head_init: file`` (``training.head_init_file``), else None."""
+        if self.head_mode != "file":
+            return None
+        value = self.training.get("head_init_file")
+        if not value:
+            raise PeftlabError("key 'training.head_init_file': required when training.head_init is 'file'")
+        return Path(value)
+
+    def head_identity(self) -> dict[str, str]:
+        """How the head starts, for fingerprints: the mode, and for ``file`` the file's SHA-256 (a trial trained
+        from another head is never kept)."""
+        identity = {"head_init": self.head_mode}
+        head_file = self.head_file
+        if head_file is not None:
+            if self._head_sha256 is None:
+                if not head_file.is_file():
+                    raise PeftlabError(f"{head_file}: head file not found (training.head_init_file)")
+                self._head_sha256 = sha256_file(head_file)
+            identity["head_init_sha256"] = self._head_sha256
+        return identity
 
     @property
     def eval_batch_size(self) -> int:
@@ -228,7 +256,7 @@ class TrainingSession:
         seed_everything(seed)
         model = self.backbone.create(train.num_classes, float(self.training.get("drop_path", 0.0)), self.device)
         transform = transform_for(model, self.normalize, self.device)
-        head_mode = self.training.get("head_init", "random")
+        head_mode = self.head_mode
         features = self.pretrained_features(model, train, transform) if head_mode == "prototypes" else None
         attach(model, method, dict(hparams))
 
@@ -239,7 +267,7 @@ class TrainingSession:
             return compute_prefix(model, FEATURES, train.images, transform=transform,
                                   batch_size=self.eval_batch_size), train.labels
 
-        head_init = init_head(model, head_mode, prototype_inputs)
+        head_init = init_head(model, head_mode, prototype_inputs, head_file=self.head_file)
         prepared = PreparedRun(model=model, transform=transform, point=cache_point(model), train=train,
                                head_init=head_init, counts=count_parameters(model), meter=meter)
         prepared.runner, prepared.rows = self._runner_for(prepared, train)
