@@ -110,6 +110,38 @@ def test_a_study_with_its_own_weights_and_data_has_no_generate_or_pretrain(tiny,
     assert STEPS["prepare"].jobs(study)[0].inputs == (str(tmp_path / "vtab" / "digits"),)
 
 
+def test_training_jobs_depend_on_the_head_file_of_head_init_file(tiny):
+    """The head file is an input (DVC dep, Snakemake input) of every job that trains or reads the runs, so a new
+    head re-runs them; its path alone is a tracked key, as every training key is."""
+    from peftlab.pipeline.dvcgen import dvc_document
+
+    config = copy.deepcopy(tiny.config)
+    config["training"].update(head_init="file", head_init_file="weights/head.safetensors")
+    validate_schema(config, "test")
+    study = Study(config, PROJECT / TINY, PROJECT)
+    trained = {"search", "train", "manyshot", "robustness"}
+    assert trained <= {job.step for job in all_jobs(study)}
+    for job in all_jobs(study):
+        assert ("weights/head.safetensors" in job.inputs) == (job.step in trained), job.id
+        if job.step in trained:
+            assert "training.head_init_file" in job.keys
+            assert "weights/head.safetensors" in dvc_document(study)["stages"][job.id]["deps"]
+    assert not any("weights/head.safetensors" in job.inputs for job in all_jobs(tiny))
+
+
+def test_a_missing_head_file_stops_the_pipeline_naming_the_key(tiny, tmp_path):
+    from peftlab.errors import PeftlabError
+    from peftlab.pipeline.checks import check_study
+
+    config = copy.deepcopy(tiny.config)
+    config["training"].update(head_init="file", head_init_file="weights/head.safetensors")
+    with pytest.raises(PeftlabError, match="key 'training.head_init_file': file weights/head.safetensors does not"):
+        check_study(Study(config, PROJECT / TINY, tmp_path), "tiny.yaml")
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "head.safetensors").write_bytes(b"")
+    check_study(Study(config, PROJECT / TINY, tmp_path), "tiny.yaml")
+
+
 def test_generate_lists_only_the_settings_that_shape_its_task(tiny):
     by_task = {job.wildcards["task"]: job for job in STEPS["generate"].jobs(tiny)}
     assert by_task["digits"].keys == ("data.generate.seed", "data.generate.test_size")

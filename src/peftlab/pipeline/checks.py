@@ -39,7 +39,8 @@ def check_study(study: Study, source: str) -> None:
         raise PeftlabError(f"{source}: key 'data.root': generated data must live inside the project "
                            f"(a relative path such as data/raw), got {study.raw_root}")
     files = {"backbone.weights": study.config["backbone"].get("weights"),
-             "robustness.zero_shot_head": study.section("robustness").get("zero_shot_head")}
+             "robustness.zero_shot_head": study.section("robustness").get("zero_shot_head"),
+             "training.head_init_file": study.head_file}
     for key, value in files.items():
         if value and not (study.root / value).is_file():
             raise PeftlabError(f"{source}: key '{key}': file {value} does not exist")

@@ -134,6 +134,12 @@ class Study:
 
         return str(backbone_weights_path(self.config))
 
+    @property
+    def head_file(self) -> str | None:
+        """The file the training jobs start the head from (``training.head_init_file``), for ``head_init: file``."""
+        training = self.config["training"]
+        return str(training["head_init_file"]) if training.get("head_init") == "file" else None
+
     # --- config keys ---------------------------------------------------------------------------------------
     def keys(self, *names: str) -> list[str]:
         """The dotted keys a job reads, as present in this config: a section expands to its present subkeys
@@ -368,7 +374,9 @@ def _search_argv(study: Study, wildcards: Wildcards) -> list[str]:
 
 
 def _trained_inputs(study: Study, wildcards: Wildcards) -> list[str]:
-    return [_shards(wildcards["task"]), study.weights]
+    """What every training job reads: the task's shards, the backbone weights and, with ``head_init: file``, the
+    head file (a dependency, so both engines re-run when its content changes, not only its path)."""
+    return [_shards(wildcards["task"]), study.weights, *([study.head_file] if study.head_file else [])]
 
 
 def _train_inputs(study: Study, wildcards: Wildcards) -> list[str]:
