@@ -286,7 +286,7 @@ class TrainingSession:
         return prepared.runners[cached], (rows if cached else split.images)
 
     def finish(self, prepared: PreparedRun, result: FitResult, eval_splits: Sequence[str], *,
-               evaluate_diverged: bool = False, resources: dict[str, float] | None = None) -> RunOutcome:
+               evaluate_diverged: bool = False) -> RunOutcome:
         """Score a trained run on ``eval_splits`` (a diverged run only with ``evaluate_diverged``)."""
         scores: dict[str, Score] = {}
         logits: dict[str, torch.Tensor] = {}
@@ -303,7 +303,7 @@ class TrainingSession:
                           head_init=prepared.head_init,
                           trainable_params={"total": counts["trainable"], "method": counts["method"],
                                             "head": counts["head"]},
-                          model_params=counts["total"], resources=resources or prepared.meter.read())
+                          model_params=counts["total"], resources=prepared.meter.read())
 
     def run(self, method: str, hparams: Mapping[str, Any], *, seed: int, train_split: str,
             eval_splits: Sequence[str], settings: FitSettings, label: str | None = None,
@@ -311,6 +311,11 @@ class TrainingSession:
         """Train ``method`` with ``hparams`` from the pretrained backbone and score it on ``eval_splits``
         (a diverged run is scored only with ``evaluate_diverged``: final runs keep every seed's files)."""
         prepared = self.prepare(method, hparams, seed=seed, train_split=train_split)
+        return self._train_alone(prepared, settings, seed=seed, eval_splits=eval_splits, label=label,
+                                 evaluate_diverged=evaluate_diverged)
+
+    def _train_alone(self, prepared: PreparedRun, settings: FitSettings, *, seed: int, eval_splits: Sequence[str],
+                     label: str | None, evaluate_diverged: bool = False) -> RunOutcome:
         result = fit(prepared.runner, prepared.rows, prepared.train.labels, settings,
                      generator=torch.Generator().manual_seed(seed), progress=label if self.show_progress else None)
         return self.finish(prepared, result, eval_splits, evaluate_diverged=evaluate_diverged)
@@ -348,10 +353,8 @@ class TrainingSession:
         for index, (hparams, settings) in enumerate(points):
             prepared = self.prepare(method, hparams, seed=seed, train_split=train_split)
             if draws_random_numbers(prepared.model, prepared.point):
-                result = fit(prepared.runner, prepared.rows, prepared.train.labels, settings,
-                             generator=torch.Generator().manual_seed(seed),
-                             progress=trial_id(hparams) if self.show_progress else None)
-                yield index, self.finish(prepared, result, eval_splits)
+                yield index, self._train_alone(prepared, settings, seed=seed, eval_splits=eval_splits,
+                                               label=trial_id(hparams))
                 continue
             if group and (len(group) == max_group or group[0][1].rows is not prepared.rows
                           or schedule_shape(group[0][2]) != schedule_shape(settings)):
