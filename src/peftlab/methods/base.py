@@ -22,6 +22,13 @@ from peftlab.errors import PeftlabError
 
 HEAD_PREFIX = "head."
 
+# Where a method comes from: the paper's study (Mai et al., its code base OSU-MLB/PETL_Vision), peftlab's own
+# additions beyond the paper, or huggingface peft's implementation. Reports keep the paper's table apart.
+PAPER_FAMILY = "paper"
+PEFTLAB_FAMILY = "peftlab"
+HF_PEFT_FAMILY = "huggingface-peft"
+FAMILIES = (PAPER_FAMILY, PEFTLAB_FAMILY, HF_PEFT_FAMILY)
+
 
 def hparam(default: Any, help: str, *, min: float | None = None, max: float | None = None,
            choices: tuple | None = None, exclusive_min: bool = False) -> Any:
@@ -51,6 +58,7 @@ class MethodSpec:
     identity: Callable[[nn.Module, Mapping[str, torch.Tensor], Mapping[str, torch.Tensor]],
                        dict[str, torch.Tensor] | None] | None = None
     cache_point: Callable[[nn.Module, Any], CachePoint | None] | None = None
+    family: str = PAPER_FAMILY  # one of FAMILIES
 
     @property
     def mergeable(self) -> bool:
@@ -76,6 +84,8 @@ _REGISTRY: dict[str, MethodSpec] = {}
 
 
 def register(spec: MethodSpec) -> MethodSpec:
+    if spec.family not in FAMILIES:
+        raise ValueError(f"method {spec.name!r}: family {spec.family!r} not one of {FAMILIES}")
     if spec.name in _REGISTRY:
         raise ValueError(f"method {spec.name!r} registered twice")
     _REGISTRY[spec.name] = spec

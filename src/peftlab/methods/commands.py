@@ -47,7 +47,7 @@ def describe_methods() -> list[dict[str, Any]]:
     from peftlab.methods import list_methods
 
     return [{"name": spec.name, "description": spec.description, "hparams": spec.hparams(),
-             "mergeable": spec.mergeable} for spec in list_methods()]
+             "mergeable": spec.mergeable, "family": spec.family} for spec in list_methods()]
 
 
 def methods_command(args: argparse.Namespace) -> int:
@@ -61,7 +61,7 @@ def methods_command(args: argparse.Namespace) -> int:
         for row in rows:
             defaults = ", ".join(f"{h['name']}={h['default']}" for h in row["hparams"]) or "-"
             merge = "mergeable" if row["mergeable"] else "not mergeable"
-            print(f"{row['name']:<{width}}  {row['description']}  [{defaults}; {merge}]")
+            print(f"{row['name']:<{width}}  {row['family']:<16}  {row['description']}  [{defaults}; {merge}]")
     return 0
 
 
@@ -97,11 +97,11 @@ def params_command(args: argparse.Namespace) -> int:
 
 def methods_markdown(rows: list[dict[str, Any]], backbone: str) -> str:
     """The method table of ``docs/methods.md``: defaults and trainable parameters (head excluded) on ``backbone``."""
-    lines = [f"| method | description | hyper-parameters (defaults) | mergeable | params on {backbone} (no head) |",
-             "|---|---|---|---|---|"]
+    lines = [f"| method | family | description | hyper-parameters (defaults) | mergeable | params on {backbone} "
+             "(no head) |", "|---|---|---|---|---|---|"]
     for row in rows:
         counts = count_method_parameters(backbone, row["name"])
         defaults = ", ".join(f"`{h['name']}={h['default']}`" for h in row["hparams"]) or "–"
-        lines.append(f"| `{row['name']}` | {row['description']} | {defaults} | "
+        lines.append(f"| `{row['name']}` | {row['family']} | {row['description']} | {defaults} | "
                      f"{'yes' if row['mergeable'] else 'no'} | {counts['method']:,} ({counts['method'] / 1e6:.3f} M) |")
     return "\n".join(lines)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from peftlab.methods.base import MethodSpec, hparam, register
+from peftlab.methods.base import PEFTLAB_FAMILY, MethodSpec, hparam, register
 from peftlab.methods.layers import (
     LinearWithDelta,
     SlicedDelta,
@@ -94,6 +94,7 @@ def dora_identity(model: nn.Module, trained: Mapping[str, torch.Tensor],
 
 register(MethodSpec(
     name="dora",
+    family=PEFTLAB_FAMILY,
     description="DoRA: magnitude x direction of the qkv rows, the direction updated by LoRA (default q, v)",
     config_cls=DoRAConfig,
     attach=attach_dora,

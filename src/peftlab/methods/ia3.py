@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from peftlab.methods.base import MethodSpec, register
+from peftlab.methods.base import PEFTLAB_FAMILY, MethodSpec, register
 from peftlab.methods.layers import (
     InputScaled,
     Modulated,
@@ -51,6 +51,7 @@ def ia3_identity(model: nn.Module, trained: Mapping[str, torch.Tensor],
 
 register(MethodSpec(
     name="ia3",
+    family=PEFTLAB_FAMILY,
     description="(IA)3: learned vectors scaling keys, values and the MLP hidden activation",
     config_cls=IA3Config,
     attach=attach_ia3,
