@@ -1,18 +1,23 @@
 """Generic contract of every registered PEFT method (this file covers methods added later automatically).
 
-For each method on the tiny ViT: exactly the intended tensors train; AdamW steps change exactly those; forward
-and backward work at batch 1 and 3; identity-initialised methods compute the backbone at init; loading
-``identity_state`` gives back the backbone; a mergeable method merges into a plain timm model that loads
-strictly into a fresh one and computes the same logits.
+For each method on the tiny ViT, at its defaults and in each of its other forms (every choice of a ``form``
+hyper-parameter, plus LoRA's fused update on some of q, k, v only): exactly the intended tensors train; AdamW
+steps change exactly those; forward and backward work at batch 1 and 3; identity-initialised methods compute
+the backbone at init; loading ``identity_state`` gives back the backbone; a saved checkpoint loads into a fresh
+backbone with the same logits; a mergeable method merges into a plain timm model that loads strictly into a
+fresh one and computes the same logits.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 import timm
 import torch
 from method_helpers import NUM_CLASSES, eval_logits, relative_error, train_steps
 
+from peftlab.checkpoint import load_peft, save_peft
 from peftlab.methods import (
     attach,
     get_method,
@@ -23,7 +28,24 @@ from peftlab.methods import (
 )
 
 ALL_METHODS = [spec.name for spec in list_methods()]
-MERGEABLE = [spec.name for spec in list_methods() if spec.mergeable]
+
+
+def _variants() -> list[tuple[str, dict]]:
+    """Every method at its defaults, then with each non-default choice of its ``form``."""
+    variants = []
+    for spec in list_methods():
+        variants.append((spec.name, {}))
+        for field in dataclasses.fields(spec.config_cls):
+            if field.name == "form":
+                variants += [(spec.name, {"form": choice}) for choice in field.metadata["choices"]
+                             if choice != field.default]
+    return variants + [("lora", {"targets": "qv"})]  # fused, on two of the three projections (a RowScatter)
+
+
+VARIANTS = _variants()
+VARIANT_IDS = [name + "".join(f"-{key}={value}" for key, value in values.items()) for name, values in VARIANTS]
+MERGEABLE = [(name, values) for name, values in VARIANTS if get_method(name).mergeable]
+MERGEABLE_IDS = [name + "".join(f"-{key}={value}" for key, value in values.items()) for name, values in MERGEABLE]
 
 
 def _is_norm(name: str) -> bool:
@@ -36,10 +58,10 @@ def _is_bias(name: str) -> bool:
 
 
 # Pretrained (backbone) tensors a method retrains, by their timm name; the head always trains, and every tensor
-# a method adds trains. Partial at its default: the last of 6 blocks and the final norm.
+# a method adds trains. Partial at its default: the last of 6 blocks (not the final norm, as PETL_Vision).
 RETRAINED_PRETRAINED = {
     "full": lambda name: True,
-    "partial": lambda name: name.startswith(("blocks.5.", "norm.")),
+    "partial": lambda name: name.startswith("blocks.5."),
     "bitfit": _is_bias,
     "layernorm": _is_norm,
     "difffit": lambda name: _is_bias(name) or _is_norm(name),
@@ -52,10 +74,10 @@ IDENTITY_AT_INIT = {"lora", "dora", "ia3", "difffit", "adapter_lora_init", "adap
                     "fact_tt", "fact_tk"}
 
 
-def _attached(tiny_vit, method: str):
+def _attached(tiny_vit, method: str, values: dict):
     model = tiny_vit(NUM_CLASSES)
     pretrained = {id(p): (name, p.detach().clone()) for name, p in model.named_parameters()}
-    attach(model, method)
+    attach(model, method, values)
     return model, pretrained
 
 
@@ -74,9 +96,9 @@ def _expected_trainable(model, pretrained, method: str) -> set[str]:
     return expected
 
 
-@pytest.mark.parametrize("method", ALL_METHODS)
-def test_only_intended_tensors_train(tiny_vit, method):
-    model, pretrained = _attached(tiny_vit, method)
+@pytest.mark.parametrize("method, values", VARIANTS, ids=VARIANT_IDS)
+def test_only_intended_tensors_train(tiny_vit, method, values):
+    model, pretrained = _attached(tiny_vit, method, values)
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     expected = _expected_trainable(model, pretrained, method)
     assert trainable == expected, (f"unexpectedly trainable: {sorted(trainable - expected)[:5]}; "
@@ -84,9 +106,9 @@ def test_only_intended_tensors_train(tiny_vit, method):
     assert model.peft.name == method
 
 
-@pytest.mark.parametrize("method", ALL_METHODS)
-def test_adamw_changes_exactly_the_trained_tensors(tiny_vit, tiny_images, method):
-    model, _ = _attached(tiny_vit, method)
+@pytest.mark.parametrize("method, values", VARIANTS, ids=VARIANT_IDS)
+def test_adamw_changes_exactly_the_trained_tensors(tiny_vit, tiny_images, method, values):
+    model, _ = _attached(tiny_vit, method, values)
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
     # Two steps: a tensor whose gradient is zero at init (an adapter's down bias behind a zero up) moves in the
     # second one.
@@ -97,10 +119,10 @@ def test_adamw_changes_exactly_the_trained_tensors(tiny_vit, tiny_images, method
                                   f"trainable but unchanged: {sorted(trainable - changed)[:5]}")
 
 
-@pytest.mark.parametrize("method", ALL_METHODS)
+@pytest.mark.parametrize("method, values", VARIANTS, ids=VARIANT_IDS)
 @pytest.mark.parametrize("batch", [1, 3])
-def test_forward_backward(tiny_vit, tiny_images, method, batch):
-    model, _ = _attached(tiny_vit, method)
+def test_forward_backward(tiny_vit, tiny_images, method, values, batch):
+    model, _ = _attached(tiny_vit, method, values)
     model.train()
     logits = model(tiny_images(batch))
     assert logits.shape == (batch, NUM_CLASSES) and torch.isfinite(logits).all()
@@ -112,10 +134,10 @@ def test_forward_backward(tiny_vit, tiny_images, method, batch):
             assert parameter.grad is None, f"{name} is frozen but got a gradient"
 
 
-@pytest.mark.parametrize("method", ALL_METHODS)
-def test_identity_initialised_methods_start_at_the_backbone(tiny_vit, tiny_images, method):
+@pytest.mark.parametrize("method, values", VARIANTS, ids=VARIANT_IDS)
+def test_identity_initialised_methods_start_at_the_backbone(tiny_vit, tiny_images, method, values):
     images = tiny_images(3)
-    model, _ = _attached(tiny_vit, method)
+    model, _ = _attached(tiny_vit, method, values)
     identity = identity_state(model, tiny_vit(NUM_CLASSES).state_dict())
     if identity is None:
         assert method not in IDENTITY_AT_INIT
@@ -129,10 +151,10 @@ def test_identity_initialised_methods_start_at_the_backbone(tiny_vit, tiny_image
     assert (eval_logits(model, images) - backbone_logits).abs().max() < 1e-6
 
 
-@pytest.mark.parametrize("method", ALL_METHODS)
-def test_identity_state_gives_back_the_backbone(tiny_vit, tiny_images, method):
+@pytest.mark.parametrize("method, values", VARIANTS, ids=VARIANT_IDS)
+def test_identity_state_gives_back_the_backbone(tiny_vit, tiny_images, method, values):
     images = tiny_images(3)
-    model, _ = _attached(tiny_vit, method)
+    model, _ = _attached(tiny_vit, method, values)
     backbone = tiny_vit(NUM_CLASSES)
     train_steps(model, images)
     identity = identity_state(model, backbone.state_dict())
@@ -145,10 +167,22 @@ def test_identity_state_gives_back_the_backbone(tiny_vit, tiny_images, method):
     assert (eval_logits(model, images) - eval_logits(backbone, images)).abs().max() < 1e-5
 
 
-@pytest.mark.parametrize("method", MERGEABLE)
-def test_merge_gives_a_plain_timm_model_with_the_same_logits(tiny_vit, tiny_images, method):
+@pytest.mark.parametrize("method, values", VARIANTS, ids=VARIANT_IDS)
+def test_save_and_load_give_the_same_model(tmp_path, tiny_vit, tiny_images, method, values):
+    images = tiny_images(3)
+    model, _ = _attached(tiny_vit, method, values)
+    train_steps(model, images, steps=1)
+    expected = eval_logits(model, images)
+    save_peft(model, tmp_path / "run")
+    restored = load_peft(tiny_vit(NUM_CLASSES), tmp_path / "run")
+    assert restored.peft.config == model.peft.config
+    assert torch.equal(eval_logits(restored, images), expected)
+
+
+@pytest.mark.parametrize("method, values", MERGEABLE, ids=MERGEABLE_IDS)
+def test_merge_gives_a_plain_timm_model_with_the_same_logits(tiny_vit, tiny_images, method, values):
     images = tiny_images(4)
-    model, _ = _attached(tiny_vit, method)
+    model, _ = _attached(tiny_vit, method, values)
     train_steps(model, images)
     expected = eval_logits(model, images)
     merged = merge(model)

@@ -1,17 +1,19 @@
-"""Convpass: the branch beside attention and MLP, its 3×3 convolution on the row-major patch grid, the class
-token's centre-tap treatment, and its initialisations."""
+"""Convpass: the branch beside attention and MLP (one drop-path mask per branch in training, as PETL_Vision and
+Convpass's code), its 3×3 convolution on the row-major patch grid, the class token's centre-tap treatment, and
+its initialisations."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 from method_helpers import NUM_CLASSES
+from timm.layers import drop_path
 from torch import nn
 
 from peftlab.methods import attach
 from peftlab.methods.commands import count_method_parameters
 from peftlab.methods.convpass import ConvpassBranch
-from peftlab.methods.layers import ParallelAdapter
+from peftlab.methods.layers import AdaptedSite
 
 GRID = (3, 4)  # height 3, width 4: a non-square grid catches a transposed layout
 
@@ -32,8 +34,9 @@ def single_tap_kernel(module: ConvpassBranch, row: int, col: int) -> None:
 def test_convpass_wraps_attention_and_mlp_in_parallel(tiny_vit):
     model = attach(tiny_vit(NUM_CLASSES), "convpass")
     for block in model.blocks:
-        assert isinstance(block.attn, ParallelAdapter) and isinstance(block.mlp, ParallelAdapter)
-        assert isinstance(block.attn.branch, ConvpassBranch) and block.attn.branch.grid_size == (4, 4)
+        assert isinstance(block.attn, AdaptedSite) and isinstance(block.mlp, AdaptedSite)
+        assert {block.attn.placement, block.mlp.placement} == {"beside"}
+        assert isinstance(block.attn.adapter, ConvpassBranch) and block.attn.adapter.grid_size == (4, 4)
 
 
 def test_branches_read_the_same_normed_input_as_their_sublayer(tiny_vit, tiny_images):
@@ -44,14 +47,40 @@ def test_branches_read_the_same_normed_input_as_their_sublayer(tiny_vit, tiny_im
         return lambda _module, args, output: seen.__setitem__(key, args[0].detach().clone())
 
     block.attn.base.register_forward_hook(keep("attn_in"))
-    block.attn.branch.register_forward_hook(keep("attn_branch_in"))
+    block.attn.adapter.register_forward_hook(keep("attn_branch_in"))
     block.mlp.base.register_forward_hook(keep("mlp_in"))
-    block.mlp.branch.register_forward_hook(keep("mlp_branch_in"))
-    block.norm2.register_forward_hook(lambda _m, _a, output: seen.__setitem__("norm2_out", output.detach().clone()))
+    block.mlp.adapter.register_forward_hook(keep("mlp_branch_in"))
+    block.mlp.norm.register_forward_hook(lambda _m, _a, output: seen.__setitem__("norm2_out", output.detach().clone()))
     model(tiny_images(2))
     assert torch.equal(seen["attn_branch_in"], seen["attn_in"])
     assert torch.equal(seen["mlp_branch_in"], seen["mlp_in"])
     assert torch.equal(seen["mlp_in"], seen["norm2_out"])
+
+
+def test_block_in_train_mode_draws_a_drop_path_mask_per_branch(tiny_vit):
+    """PETL_Vision's ``parallel`` with ``ln: after``: ``x + dp(attn(n1(x))) + dp(branch(n1(x)))``, then the same
+    beside the MLP; written out here with timm's ``drop_path`` under the same seed (branch dropout off)."""
+    rate = 0.5 * 5 / 5  # timm's rule at drop_path_rate 0.5: the last of 6 blocks drops with 0.5
+    model = attach(tiny_vit(NUM_CLASSES, drop_path_rate=0.5), "convpass", {"dropout": 0.0, "xavier_init": True})
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.requires_grad:
+                parameter.normal_(0, 0.2)
+    block, frozen = model.blocks[5].train(), tiny_vit(NUM_CLASSES).blocks[5]
+    x = torch.randn(16, 17, 64)
+    with torch.no_grad():
+        torch.manual_seed(5)
+        actual = block(x)
+        torch.manual_seed(5)
+        normed = frozen.norm1(x)
+        middle = x + drop_path(frozen.attn(normed), rate, True) + drop_path(block.attn.adapter(normed), rate, True)
+        normed = frozen.norm2(middle)
+        expected = (middle + drop_path(frozen.mlp(normed), rate, True)
+                    + drop_path(block.mlp.adapter(normed), rate, True))
+        deterministic = block.eval()(x)
+    assert torch.allclose(actual, expected, atol=1e-5)
+    assert not torch.allclose(actual, deterministic, atol=1e-3)
 
 
 def test_patch_tokens_are_convolved_on_the_row_major_grid():

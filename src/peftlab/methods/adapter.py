@@ -2,7 +2,9 @@
 Pfeiffer adapter of Mai et al.
 
 An adapter is ``y ↦ y + scale · up(dropout(relu(down(y))))`` on the output ``y`` of the attention and/or the MLP
-(before the residual addition), as in PETL_Vision's ``sequential_after`` mode:
+(before the residual addition), as in PETL_Vision's ``sequential_after`` mode, including where its block applies
+drop-path in training: on the sub-layer's output and again on the adapted sum, ``x + dp(y' + adapter(y'))`` with
+``y' = dp(y)`` and two independent masks (``layers.AdaptedSite``; in eval mode this is ``x + y + adapter(y)``):
 
 - ``adapter_houlsby``: after the attention and after the MLP (two per block, ≈0.31 M at dim 8 on ViT-B/16);
 - ``adapter_pfeiffer``: after the MLP only (one per block, ≈0.16 M at dim 8);
@@ -30,11 +32,10 @@ from peftlab.methods.layers import (
     Activation,
     Bottleneck,
     BottleneckInit,
-    SequentialAdapter,
+    adapt_site,
     frozen_prefix_cache_point,
     identity_from,
     keep_value,
-    replace_module,
     zeros_like_value,
 )
 
@@ -87,12 +88,12 @@ class AdapterConfig:
 def attach_sequential_adapters(model: nn.Module, config: AdapterConfig, *, sites: tuple[str, ...],
                                init: BottleneckInit) -> None:
     """Wrap each block's ``attn`` and/or ``mlp`` (``sites``) so a ReLU bottleneck adapts its output."""
-    for index, block in enumerate(model.blocks):
+    for block in model.blocks:
         for site in sites:
             output = block.attn.proj if site == "attn" else block.mlp.fc2
             adapter = new_bottleneck(output.out_features, output.weight, config.dim, config.scale, "relu", init,
                                      config.dropout)
-            replace_module(model, f"blocks.{index}.{site}", SequentialAdapter(getattr(block, site), adapter))
+            adapt_site(block, site, adapter, "after")
 
 
 VARIANTS = {

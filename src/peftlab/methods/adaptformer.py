@@ -2,11 +2,11 @@
 added to the MLP's output.
 
 The branch reads the block's residual stream *before* the MLP's LayerNorm (``norm2``), as AdaptFormer's code
-(``adaptmlp(x)`` with layer-norm option ``none``) and PETL_Vision's ``ft_mlp_ln: before`` do. To feed it that
-input without patching timm's ``Block.forward``, ``norm2`` moves inside the wrapped MLP: ``block.norm2`` becomes
-the identity and ``block.mlp`` computes ``mlp(norm2(x)) + branch(x)`` (the frozen norm's state-dict keys move
-to ``mlp.base.0.*``). The block's drop-path then acts on the sum, where PETL_Vision draws a second mask for the
-branch (AdaptFormer itself applies none to it); in eval mode the functions are identical.
+(``adaptmlp(x)`` with layer-norm option ``none``) and PETL_Vision's ``ft_mlp_ln: before`` do. As in PETL_Vision's
+``parallel`` mode, drop-path acts on each branch with its own mask in training:
+``x + dp(mlp(norm2(x))) + dp(branch(x))`` (``layers.AdaptedSite``, placement ``beside_unnormed``; the block's
+``norm2``, ``ls2`` and ``drop_path2`` move into the wrapped MLP, whose frozen norm's keys become ``mlp.norm.*``).
+AdaptFormer's own code applies no drop-path to the branch; in eval mode the three agree.
 
 Init as AdaptFormer's ``lora`` option (PETL_Vision ``lora_kaiming``): down kaiming-uniform, up zero, so the model
 starts as the backbone. Not mergeable (ReLU).
@@ -20,7 +20,7 @@ from torch import nn
 
 from peftlab.methods.adapter import DEFAULT_DROPOUT, bottleneck_identity, new_bottleneck
 from peftlab.methods.base import MethodSpec, hparam, register
-from peftlab.methods.layers import ParallelAdapter, frozen_prefix_cache_point
+from peftlab.methods.layers import adapt_site, frozen_prefix_cache_point
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,7 @@ def attach_adaptformer(model: nn.Module, config: AdaptFormerConfig) -> None:
     for block in model.blocks:
         fc1 = block.mlp.fc1
         branch = new_bottleneck(fc1.in_features, fc1.weight, config.dim, config.scale, "relu", "lora", config.dropout)
-        block.mlp = ParallelAdapter(nn.Sequential(block.norm2, block.mlp), branch)
-        block.norm2 = nn.Identity()
+        adapt_site(block, "mlp", branch, "beside_unnormed")
 
 
 register(MethodSpec(

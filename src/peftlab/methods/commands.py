@@ -7,6 +7,7 @@ Light at import; torch and timm load inside the handlers.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from typing import Any
 
@@ -65,15 +66,25 @@ def methods_command(args: argparse.Namespace) -> int:
     return 0
 
 
+@functools.lru_cache(maxsize=4)
+def _architecture(backbone: str, num_classes: int | None) -> Any:
+    from peftlab.backbones import build_architecture
+
+    return build_architecture(backbone, num_classes=num_classes)
+
+
 def count_method_parameters(backbone: str, method: str, values: dict[str, Any] | None = None,
                             num_classes: int | None = None) -> dict[str, int]:
-    """``count_parameters`` of ``method`` attached to ``backbone`` built without weights (on the meta device;
-    on the CPU when the method's attach needs real tensors)."""
-    from peftlab.backbones import build_architecture, create_backbone
+    """``count_parameters`` of ``method`` attached to ``backbone`` built without weights (on the meta device, a
+    copy of one built per backbone, which costs a quarter of building it; on the CPU when the method's attach
+    needs real tensors)."""
+    import copy
+
+    from peftlab.backbones import create_backbone
     from peftlab.methods import attach, build_config, count_parameters
 
     config = build_config(method, values or {})
-    model = build_architecture(backbone, num_classes=num_classes)
+    model = copy.deepcopy(_architecture(backbone, num_classes))
     try:
         attach(model, method, config)
     except (NotImplementedError, RuntimeError):

@@ -1,6 +1,9 @@
 """Convpass (Jie & Deng 2022): a convolutional bypass parallel to each block's attention and MLP.
 
-The branch reads the same (normed) input as the sub-layer it sits beside (PETL_Vision ``ft_*_ln: after``):
+The branch reads the same (normed) input as the sub-layer it sits beside (PETL_Vision ``ft_*_ln: after``) and,
+as in PETL_Vision's and Convpass's code, gets its own drop-path mask in training:
+``x + dp(attn(norm1(x))) + dp(branch(norm1(x)))``, likewise beside the MLP (``layers.AdaptedSite``, placement
+``beside``). The branch itself is
 ``down`` (a 1×1 projection to ``dim`` channels) → QuickGELU → the patch tokens laid out on their 2-D grid and
 mixed by a 3×3 convolution (padding 1) → QuickGELU → dropout → ``up`` → ``× scale``. Each prefix token (the class
 token) goes through the same convolution as a 1×1 image, so only the kernel's centre tap touches it — Convpass's
@@ -23,11 +26,10 @@ from peftlab.errors import PeftlabError
 from peftlab.methods.adapter import BOTTLENECK_IDENTITY_RULES, DEFAULT_DROPOUT, DropoutBottleneck
 from peftlab.methods.base import MethodSpec, hparam, register
 from peftlab.methods.layers import (
-    ParallelAdapter,
+    adapt_site,
     frozen_prefix_cache_point,
     identity_from,
     keep_value,
-    replace_module,
 )
 
 SITES = ("attn", "mlp")
@@ -85,12 +87,12 @@ def attach_convpass(model: nn.Module, config: ConvpassConfig) -> None:
     if getattr(model, "dynamic_img_size", False):
         raise PeftlabError("convpass: needs a fixed patch grid; the backbone has dynamic_img_size=True")
     grid_size = model.patch_embed.grid_size
-    for index, block in enumerate(model.blocks):
+    for block in model.blocks:
         like = block.attn.qkv.weight
         for site in SITES:
             branch = ConvpassBranch(model.embed_dim, config.dim, config.scale, grid_size, model.num_prefix_tokens,
                                     config.xavier_init, config.dropout).to(like.device, like.dtype)
-            replace_module(model, f"blocks.{index}.{site}", ParallelAdapter(getattr(block, site), branch))
+            adapt_site(block, site, branch, "beside")
 
 
 def convpass_identity(model: nn.Module, trained: Mapping[str, torch.Tensor],

@@ -5,7 +5,7 @@ magnitude ``m`` times a unit direction, the direction updated by LoRA's ``ΔW = 
 paper writes ``W ∈ R^{d×k}`` and normalises each of the ``k`` output columns; in torch's ``[out, in]`` layout
 these are the rows.) ``m`` starts at ``‖W₀ᵢ‖`` and ``B`` at zero, so the model starts as the backbone. As the
 paper recommends (its Section 4.3), the norm is treated as a constant in the backward pass. Mergeable: ``W'``
-is an ordinary weight.
+is an ordinary weight. Each target has its own ``A`` and ``B`` (LoRA's ``separate`` form).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class DoRALinear(LinearWithDelta):
 
 
 def attach_dora(model: nn.Module, config: DoRAConfig) -> None:
-    lora_config = LoRAConfig(rank=config.rank, alpha=config.alpha, targets=config.targets)
+    lora_config = LoRAConfig(rank=config.rank, alpha=config.alpha, targets=config.targets, form="separate")
     for index, block in enumerate(model.blocks):
         qkv = block.attn.qkv
         replace_module(model, f"blocks.{index}.attn.qkv", DoRALinear(qkv, qkv_update(qkv, lora_config, 0.0)))

@@ -3,12 +3,23 @@ factorised weight, with the outer factors shared by all layers.
 
 Cut each weight into ``C × C`` pieces (``C`` the embedding width; ``qkv`` is 3 pieces tall, ``fc1`` m = hidden/C
 tall, ``fc2`` m wide): every piece's update is ``ΔW = scale · V G U`` with ``U`` [r, C] and ``V`` [C, r] shared by
-all pieces of all layers, and a small core ``G`` [r, r] per piece.
+all pieces of all layers, and a small core ``G`` [r, r] per piece (a layer's cores together: ``[tall·r, wide·r]``).
 
 - ``fact_tt`` (tensor-train): every block owns its cores (``qkv`` [3r, r], ``proj`` [r, r], ``fc1`` [m r, r],
   ``fc2`` [r, m r]), initialised like PETL_Vision's bias-free ``nn.Linear`` cores.
-- ``fact_tk`` (Tucker): the cores are mixtures of one shared core tensor, ``G_j = Σ_k C[:, :, k] P[k, j]``, with a
-  column of ``P`` per piece (12 per ViT block); ``C`` and ``P`` xavier-uniform.
+- ``fact_tk`` (Tucker): one shared core tensor ``C`` [r, r, r] and a mixing matrix ``P`` [r, 12·depth] (12 columns
+  per ViT block: 3 qkv, 1 proj, 4 fc1, 4 fc2), both xavier-uniform. A layer's mixtures are
+  ``F[a, b, j] = Σ_k C[a, b, k] P[k, j]`` over its columns ``j`` (PETL_Vision's ``FacTc @ FacTp``); piece ``j``
+  of ``qkv``/``proj`` has ``G_j[p, a] = F[a, p, j]`` (output index ``p``, input ``a``). ``form`` says how ``fc1``
+  and ``fc2`` take theirs:
+
+  - ``reshaped`` (the default; FacT's code, inherited by PETL_Vision's ``model/fact.py``): ``F`` [r, r, 4] is
+    reshaped to ``[r, 4r]`` (column ``4b + j`` holds ``F[:, b, j]``) and used as one ``[4r, r]`` core of ``fc1``
+    (transposed) and one ``[r, 4r]`` core of ``fc2``, so each C × C piece mixes several of ``F``'s columns;
+  - ``per_piece`` (the FacT paper's Tucker definition): piece ``j`` of ``fc1``/``fc2`` has ``G_j`` from column
+    ``j`` alone, as ``qkv`` and ``proj``.
+
+  Both have the same count (``2Cr + r³ + 12·depth·r``).
 
 ``V`` starts at zero, so the model starts as the backbone and ``V = 0`` is the WiSE-FT identity. The forward
 pass goes through the factors (``x Uᵀ`` once per piece, dropout 0.1 after the core, as PETL_Vision);
@@ -40,6 +51,7 @@ from peftlab.methods.layers import (
 )
 
 Factorisation = Literal["tt", "tk"]
+TK_FORMS = ("reshaped", "per_piece")
 # target → (pieces tall, pieces wide) as a function of m = mlp hidden / C
 TARGETS = {
     "attn.qkv": lambda m: (3, 1),
@@ -52,11 +64,13 @@ SHORT_NAMES = {"attn.qkv": "qkv", "attn.proj": "proj", "mlp.fc1": "fc1", "mlp.fc
 
 class FactFactors(nn.Module):
     """The trained tensors of FacT: shared ``u`` [r, C], ``v`` [C, r] and the cores (per block for TT, one shared
-    tensor ``core`` [r, r, r] and mixing matrix ``mix`` [r, pieces] for TK)."""
+    tensor ``core`` [r, r, r] and mixing matrix ``mix`` [r, pieces] for TK, whose ``fc1``/``fc2`` cores follow
+    ``tk_form``)."""
 
-    def __init__(self, width: int, rank: int, depth: int, mlp_ratio: int, kind: Factorisation) -> None:
+    def __init__(self, width: int, rank: int, depth: int, mlp_ratio: int, kind: Factorisation,
+                 tk_form: str | None = None) -> None:
         super().__init__()
-        self.rank, self.depth, self.mlp_ratio, self.kind = rank, depth, mlp_ratio, kind
+        self.rank, self.depth, self.mlp_ratio, self.kind, self.tk_form = rank, depth, mlp_ratio, kind, tk_form
         self.u = nn.Parameter(torch.empty(rank, width))
         self.v = nn.Parameter(torch.zeros(width, rank))
         nn.init.kaiming_uniform_(self.u, a=math.sqrt(5))  # nn.Linear(C, r, bias=False)'s init, as PETL_Vision
@@ -85,10 +99,15 @@ class FactFactors(nn.Module):
             return self.cores[block][name]
         tall, wide = self.shapes[name]
         first = block * self.pieces_per_block + self._piece_offset(name)
-        mixing = self.mix[:, first:first + tall * wide]                      # [r, tall·wide]
-        pieces = torch.einsum("abk,kj->jab", self.core, mixing)              # [tall·wide, r, r]
+        mixtures = torch.einsum("abk,kj->abj", self.core, self.mix[:, first:first + tall * wide])  # F [r, r, pieces]
         rank = self.rank
-        return pieces.reshape(tall, wide, rank, rank).permute(0, 2, 1, 3).reshape(tall * rank, wide * rank)
+        if self.tk_form == "reshaped" and name == "fc1":
+            return mixtures.reshape(rank, tall * rank).t()
+        if self.tk_form == "reshaped" and name == "fc2":
+            return mixtures.reshape(rank, wide * rank)
+        if wide == 1:  # pieces stacked along the output: rows j·r + p hold F[:, p, j]
+            return mixtures.permute(2, 1, 0).reshape(tall * rank, rank)
+        return mixtures.permute(1, 2, 0).reshape(rank, wide * rank)  # along the input: columns j·r + a
 
     def _piece_offset(self, name: str) -> int:
         offset = 0
@@ -148,6 +167,8 @@ class FactTTConfig:
 @dataclass(frozen=True)
 class FactTKConfig(FactTTConfig):
     dim: int = hparam(16, "rank r of the shared factors and core tensor (the paper's grid: 16, 32, 64)", min=1)
+    form: str = hparam("reshaped", "cores of fc1/fc2: reshaped mixtures, each piece mixing several columns (FacT's "
+                       "code, PETL_Vision), or per_piece, one column each (the FacT paper)", choices=TK_FORMS)
 
 
 def mlp_ratio_of(model: nn.Module, method: str) -> int:
@@ -164,7 +185,8 @@ def mlp_ratio_of(model: nn.Module, method: str) -> int:
 
 def attach_fact(model: nn.Module, config: FactTTConfig | FactTKConfig, *, kind: Factorisation) -> None:
     like = model.blocks[0].attn.qkv.weight
-    factors = FactFactors(model.embed_dim, config.dim, len(model.blocks), mlp_ratio_of(model, f"fact_{kind}"), kind)
+    factors = FactFactors(model.embed_dim, config.dim, len(model.blocks), mlp_ratio_of(model, f"fact_{kind}"), kind,
+                          tk_form=config.form if kind == "tk" else None)
     model.fact = factors.to(like.device, like.dtype)
     for index, block in enumerate(model.blocks):
         for target, name in SHORT_NAMES.items():

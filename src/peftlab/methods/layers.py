@@ -98,36 +98,55 @@ class Bottleneck(nn.Module):
         return self.up(self.act(self.down(x))) * self.scale
 
 
-class SequentialAdapter(nn.Module):
-    """``y = base(...); y + adapter(y)``: an adapter inserted after a module (Houlsby, Pfeiffer).
+SitePlacement = Literal["after", "beside", "beside_unnormed"]
+SITE_SLOTS = {"attn": "1", "mlp": "2"}  # timm's Block: norm1/ls1/drop_path1 around attn, norm2/... around mlp
 
-    Extra positional and keyword arguments (timm's ``attn_mask``/``is_causal``) go to ``base`` unchanged.
-    The base's parameters move under ``base.`` in the state dict.
+
+class AdaptedSite(nn.Module):
+    """One residual branch of a timm ViT block (``norm → sub-layer → layer scale → drop-path``) with an adapter,
+    computed as PETL_Vision's ``BlockPETL`` computes it, in training as in eval mode:
+
+    - ``after`` (``sequential_after``, Houlsby/Pfeiffer): ``y = dp(ls(base(norm(x)))); dp(ls(y + adapter(y)))``:
+      layer scale and drop-path act on the sub-layer's output and again on the adapted sum (two independent
+      drop-path masks);
+    - ``beside`` (``parallel`` with ``ln: after``, Convpass): ``dp(ls(base(norm(x)))) + dp(ls(adapter(norm(x))))``:
+      each branch gets its own drop-path mask;
+    - ``beside_unnormed`` (``parallel`` with ``ln: before``, AdaptFormer): as ``beside``, but the adapter reads the
+      residual stream ``x`` before the norm.
+
+    The block's own ``norm``/``ls``/``drop_path`` of this branch move in here (``adapt_site`` leaves identities in
+    their slots), so the block computes ``x + site(x)``. Extra arguments (timm's ``attn_mask``) go to ``base``.
     """
 
-    def __init__(self, base: nn.Module, adapter: nn.Module) -> None:
+    def __init__(self, norm: nn.Module, base: nn.Module, layer_scale: nn.Module, drop_path: nn.Module,
+                 adapter: nn.Module, placement: SitePlacement) -> None:
         super().__init__()
-        self.base = base
+        if placement not in ("after", "beside", "beside_unnormed"):
+            raise ValueError(f"unknown adapter placement {placement!r}")
+        self.norm, self.base, self.ls, self.drop_path = norm, base, layer_scale, drop_path
         self.adapter = adapter
-
-    def forward(self, *args, **kwargs) -> torch.Tensor:
-        y = self.base(*args, **kwargs)
-        return y + self.adapter(y)
-
-
-class ParallelAdapter(nn.Module):
-    """``base(x, ...) + branch(x)``: a branch beside a module reading the same input (AdaptFormer, Convpass).
-
-    Extra arguments go to ``base`` only. The base's parameters move under ``base.`` in the state dict.
-    """
-
-    def __init__(self, base: nn.Module, branch: nn.Module) -> None:
-        super().__init__()
-        self.base = base
-        self.branch = branch
+        self.placement = placement
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        return self.base(x, *args, **kwargs) + self.branch(x)
+        normed = self.norm(x)
+        out = self.drop_path(self.ls(self.base(normed, *args, **kwargs)))
+        if self.placement == "after":
+            return self.drop_path(self.ls(out + self.adapter(out)))
+        branch_input = normed if self.placement == "beside" else x
+        return out + self.drop_path(self.ls(self.adapter(branch_input)))
+
+
+def adapt_site(block: nn.Module, site: Literal["attn", "mlp"], adapter: nn.Module,
+               placement: SitePlacement) -> AdaptedSite:
+    """Replace ``block.<site>`` by an ``AdaptedSite`` holding the branch's norm, layer scale and drop-path."""
+    slot = SITE_SLOTS[site]
+    parts = {name: getattr(block, f"{name}{slot}") for name in ("norm", "ls", "drop_path")}
+    wrapped = AdaptedSite(parts["norm"], getattr(block, site), parts["ls"], parts["drop_path"], adapter, placement)
+    wrapped.train(block.training)
+    setattr(block, site, wrapped)
+    for name in parts:
+        setattr(block, f"{name}{slot}", nn.Identity())
+    return wrapped
 
 
 class LowRankUpdate(nn.Module):
@@ -196,6 +215,30 @@ class SlicedDelta(nn.Module):
             part = self.parts[name].delta_weight()
             weight[start:start + part.shape[0]] = part
         return weight
+
+    def delta_bias(self) -> None:
+        return None
+
+
+class RowScatter(nn.Module):
+    """An update whose output rows land at ``rows`` of an ``out_features``-wide output (zeros elsewhere): one
+    ``LowRankUpdate`` shared by several of ``qkv``'s projections (fused LoRA on q and v, say)."""
+
+    def __init__(self, delta: nn.Module, out_features: int, rows: torch.Tensor) -> None:
+        super().__init__()
+        if rows.numel() != delta.out_features or rows.max() >= out_features:
+            raise ValueError("rows must list one output row per row of the update, inside out_features")
+        self.delta = delta
+        self.out_features = out_features
+        self.register_buffer("rows", rows.long(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        update = self.delta(x)
+        return update.new_zeros(*update.shape[:-1], self.out_features).index_copy(-1, self.rows, update)
+
+    def delta_weight(self) -> torch.Tensor:
+        update = self.delta.delta_weight()
+        return update.new_zeros(self.out_features, update.shape[1]).index_copy(0, self.rows, update)
 
     def delta_bias(self) -> None:
         return None

@@ -1,7 +1,9 @@
 """Partial fine-tuning: the last ``k`` blocks train (all of each block, or only its attention or its MLP).
 
-With ``part=all`` the final norm (``norm``/``fc_norm``) trains too, as the last blocks' output normalisation.
-The first ``depth - k`` blocks are frozen, so their output can be cached (``CachePoint("blocks", depth - k)``).
+Exactly the parameters of those blocks (or sub-layers) train, as PETL_Vision's ``block_index`` /
+``attention_index`` / ``mlp_index`` select them (its configs ``block_11``, ``attn_full_1011``, ``mlp_full_11``):
+the final norm after the blocks stays frozen. The first ``depth - k`` blocks are frozen, so their output can be
+cached (``CachePoint("blocks", depth - k)``).
 """
 
 from __future__ import annotations
@@ -31,13 +33,7 @@ def _check_depth(model: nn.Module, config: PartialConfig) -> int:
 def attach_partial(model: nn.Module, config: PartialConfig) -> None:
     depth = _check_depth(model, config)
     for block in model.blocks[depth - config.blocks:]:
-        if config.part == "all":
-            block.requires_grad_(True)
-        else:
-            getattr(block, config.part).requires_grad_(True)
-    if config.part == "all":
-        model.norm.requires_grad_(True)
-        model.fc_norm.requires_grad_(True)
+        (block if config.part == "all" else getattr(block, config.part)).requires_grad_(True)
 
 
 def partial_cache_point(model: nn.Module, config: PartialConfig) -> CachePoint:

@@ -1,7 +1,8 @@
 """SSF (Lian et al. 2022): scale-and-shift the features, ``y ↦ γ ⊙ y + β`` with ``γ ~ N(1, 0.02)`` and
-``β ~ N(0, 0.02)``, after the patch embedding, after every LayerNorm (the blocks' norm1/norm2, the final norm,
-a pre-norm if any) and after each block's ``attn.qkv``, ``attn.proj``, ``mlp.fc1`` and ``mlp.fc2`` — the places
-of the SSF paper and PETL_Vision (≈0.21 M on ViT-B/16).
+``β ~ N(0, 0.02)``, after the patch embedding, after every LayerNorm (the blocks' norm1/norm2, the final norm)
+and after each block's ``attn.qkv``, ``attn.proj``, ``mlp.fc1`` and ``mlp.fc2`` — the places of the SSF paper and
+PETL_Vision (≈0.21 M on ViT-B/16). A pre-norm (CLIP's ``norm_pre``) is not modulated, as in PETL_Vision (whose
+CLIP ViT has one but no SSF after it).
 
 Each modulation follows a linear map, so merging folds it into the preceding Linear/LayerNorm/Conv2d; a
 bias-free patch embedding (CLIP) takes the shift into the patch rows of the positional embedding instead.
@@ -41,7 +42,7 @@ def ssf_targets(model: nn.Module) -> list[tuple[str, int, int]]:
     """``(module name, channels, channel dim)`` of every module whose output SSF modulates."""
     targets = [(PATCH_PROJ, model.patch_embed.proj.out_channels, 1)]
     for name, module in model.named_modules():
-        if isinstance(module, nn.LayerNorm) and ".attn." not in f".{name}.":
+        if isinstance(module, nn.LayerNorm) and ".attn." not in f".{name}." and name != "norm_pre":
             targets.append((name, module.normalized_shape[0], -1))
     for index, block in enumerate(model.blocks):
         for name in BLOCK_LINEARS:

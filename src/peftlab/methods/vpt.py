@@ -1,16 +1,21 @@
 """Visual Prompt Tuning (Jia et al. 2022): ``num_tokens`` learned prompt tokens inserted after the class (and
-register) tokens. ``vpt_shallow`` inserts them once, before block 0, and they then flow through every block;
-``vpt_deep`` gives each block its own prompts, which replace the previous block's prompt outputs.
+register) tokens before a block.
 
-Prompts start uniform in ``±sqrt(6 / (3·patch² + dim))`` (VPT's xavier-style init) and pass through dropout
-(0.1, as PETL_Vision). The model's ``num_prefix_tokens`` grows by ``num_tokens`` so timm's pooling skips the
-prompts (class-token pooling reads position 0 anyway). Prompts always change the function: no identity state,
-not mergeable.
+- ``vpt_deep``: every block has its own prompts; they join the sequence before the block and leave it after.
+- ``vpt_shallow``: one set of prompts before block 0. ``form=first_block`` (the default) is PETL_Vision's
+  (its ``VisionTransformerPETL.forward_features`` drops the prompt outputs after every prompted block, and the
+  shallow mode prompts block 0 only): the prompts take part in block 0 and leave after it. ``form=persistent``
+  is the VPT paper's: the prompts stay in the sequence through every block (``num_prefix_tokens`` grows so
+  timm's pooling skips them), about 2× the compute at 200 tokens.
+
+PETL_Vision places the prompts before the class token, peftlab after it; a ViT block (no positional term inside
+the blocks) is equivariant to token order, so the functions are the same. Prompts start uniform in
+``±sqrt(6 / (3·patch² + dim))`` (VPT's xavier-style init) and pass through dropout (0.1, one mask shared by the
+batch, as PETL_Vision). Prompts always change the function: no identity state, not mergeable.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +27,8 @@ from peftlab.errors import PeftlabError
 from peftlab.methods.base import MethodSpec, hparam, register
 from peftlab.methods.layers import frozen_prefix_cache_point, replace_module
 
+SHALLOW_FORMS = ("first_block", "persistent")
+
 
 @dataclass(frozen=True)
 class VPTConfig:
@@ -29,24 +36,32 @@ class VPTConfig:
     dropout: float = hparam(0.1, "dropout on the prompts (training only)", min=0.0, max=0.9)
 
 
-class PromptedBlock(nn.Module):
-    """Runs ``block`` on the sequence with this block's prompts placed after the first ``prefix_tokens``
-    tokens: inserted, or replacing the ``num_tokens`` tokens there when ``replace_previous``."""
+@dataclass(frozen=True)
+class VPTShallowConfig(VPTConfig):
+    form: str = hparam("first_block", "first_block: the prompts leave the sequence after block 0 (PETL_Vision); "
+                       "persistent: they stay through every block (the VPT paper)", choices=SHALLOW_FORMS)
 
-    def __init__(self, block: nn.Module, prompts: nn.Parameter, prefix_tokens: int, replace_previous: bool,
+
+class PromptedBlock(nn.Module):
+    """Runs ``block`` with its prompts inserted after the first ``prefix_tokens`` tokens; the prompts' outputs
+    leave the sequence after the block unless ``keep``."""
+
+    def __init__(self, block: nn.Module, prompts: nn.Parameter, prefix_tokens: int, keep: bool,
                  dropout: float) -> None:
         super().__init__()
         self.block = block
         self.prompts = prompts
         self.prefix_tokens = prefix_tokens
-        self.replace_previous = replace_previous
+        self.keep = keep
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         prompts = self.dropout(self.prompts).expand(x.shape[0], -1, -1).to(x.dtype)
-        skip = self.prompts.shape[1] if self.replace_previous else 0
-        x = torch.cat([x[:, :self.prefix_tokens], prompts, x[:, self.prefix_tokens + skip:]], dim=1)
-        return self.block(x, *args, **kwargs)
+        prefix = self.prefix_tokens
+        out = self.block(torch.cat([x[:, :prefix], prompts, x[:, prefix:]], dim=1), *args, **kwargs)
+        if self.keep:
+            return out
+        return torch.cat([out[:, :prefix], out[:, prefix + prompts.shape[1]:]], dim=1)
 
 
 def prompt_init_bound(model: nn.Module) -> float:
@@ -54,19 +69,28 @@ def prompt_init_bound(model: nn.Module) -> float:
     return math.sqrt(6.0 / float(3 * patch_area + model.embed_dim))
 
 
-def attach_vpt(model: nn.Module, config: VPTConfig, deep: bool) -> None:
+def attach_vpt(model: nn.Module, config: VPTConfig, *, blocks: int, keep: bool) -> None:
+    """Prompts for the first ``blocks`` blocks; ``keep``: they stay in the sequence after their block."""
     if getattr(model, "dynamic_img_size", False):
         raise PeftlabError("vpt: backbones with dynamic_img_size are not supported (prompts would shift the "
                            "positional-embedding resampling)")
     prefix_tokens, bound = model.num_prefix_tokens, prompt_init_bound(model)
     device = model.pos_embed.device if model.pos_embed is not None else model.patch_embed.proj.weight.device
-    for index in range(len(model.blocks) if deep else 1):
+    for index in range(blocks):
         prompts = nn.Parameter(torch.empty(1, config.num_tokens, model.embed_dim, device=device))
         nn.init.uniform_(prompts, -bound, bound)
-        block = PromptedBlock(model.blocks[index], prompts, prefix_tokens, replace_previous=index > 0,
-                              dropout=config.dropout)
+        block = PromptedBlock(model.blocks[index], prompts, prefix_tokens, keep=keep, dropout=config.dropout)
         replace_module(model, f"blocks.{index}", block)
-    model.num_prefix_tokens = prefix_tokens + config.num_tokens
+    if keep:
+        model.num_prefix_tokens = prefix_tokens + config.num_tokens
+
+
+def attach_vpt_shallow(model: nn.Module, config: VPTShallowConfig) -> None:
+    attach_vpt(model, config, blocks=1, keep=config.form == "persistent")
+
+
+def attach_vpt_deep(model: nn.Module, config: VPTConfig) -> None:
+    attach_vpt(model, config, blocks=len(model.blocks), keep=False)
 
 
 def no_identity(model: nn.Module, trained: Mapping[str, torch.Tensor],
@@ -74,12 +98,19 @@ def no_identity(model: nn.Module, trained: Mapping[str, torch.Tensor],
     return None
 
 
-for _name, _deep, _where in (("vpt_shallow", False, "before block 0"), ("vpt_deep", True, "before every block")):
-    register(MethodSpec(
-        name=_name,
-        description=f"VPT-{'deep' if _deep else 'shallow'}: learned prompt tokens inserted {_where}",
-        config_cls=VPTConfig,
-        attach=functools.partial(attach_vpt, deep=_deep),
-        identity=no_identity,
-        cache_point=frozen_prefix_cache_point,
-    ))
+register(MethodSpec(
+    name="vpt_shallow",
+    description="VPT-shallow: learned prompt tokens for block 0 (default: dropped after it, as PETL_Vision)",
+    config_cls=VPTShallowConfig,
+    attach=attach_vpt_shallow,
+    identity=no_identity,
+    cache_point=frozen_prefix_cache_point,
+))
+register(MethodSpec(
+    name="vpt_deep",
+    description="VPT-deep: learned prompt tokens for every block, each set dropped after its block",
+    config_cls=VPTConfig,
+    attach=attach_vpt_deep,
+    identity=no_identity,
+    cache_point=frozen_prefix_cache_point,
+))
