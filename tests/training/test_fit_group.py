@@ -83,20 +83,22 @@ def test_members_must_share_everything_but_lr_and_weight_decay(shards, backbone_
                   generator=torch.Generator().manual_seed(0))
 
 
-@pytest.mark.parametrize("drop_path", [0.0, 0.1])
-def test_draws_random_numbers_matches_what_a_training_step_draws(backbone_file, drop_path):
-    """For every registered method at its defaults: the static check agrees with the random stream itself."""
+@pytest.mark.parametrize("drop_path, frozen_blocks", [(0.0, "eval"), (0.1, "eval"), (0.0, "train"), (0.1, "train")])
+def test_draws_random_numbers_matches_what_a_training_step_draws(backbone_file, drop_path, frozen_blocks):
+    """For every registered method at its defaults: the static check agrees with the random stream itself, with
+    the frozen prefix in eval or in train mode."""
     source = BackboneSource(SMALL_CONFIG["backbone"]["name"], backbone_file)
     images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
     verdicts = {}
     for method in [spec.name for spec in list_methods()]:
         model = attach(source.create(4, drop_path), method, {})
         point = cache_point(model)
-        runner = ModelRunner(model, transform_for(model, False, "cpu"), point=point)
+        runner = ModelRunner(model, transform_for(model, False, "cpu"), point=point, frozen_blocks=frozen_blocks)
         runner.train()
         before = torch.random.get_rng_state()
         runner.logits(images)
         drew = not torch.equal(before, torch.random.get_rng_state())
         verdicts[method] = drew
-        assert draws_random_numbers(model, point) == drew, method
-    assert not verdicts["linear"] and verdicts["lora"]  # both outcomes occur
+        assert draws_random_numbers(model, point, frozen_blocks) == drew, method
+    # both outcomes occur; the linear probe's frozen backbone draws only in train mode with drop-path
+    assert verdicts["linear"] == (drop_path > 0 and frozen_blocks == "train") and verdicts["lora"]

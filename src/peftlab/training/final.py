@@ -20,7 +20,7 @@ from peftlab.errors import PeftlabError
 from peftlab.io import read_json, require_keys, save_tensors, write_json
 from peftlab.paths import RUN_FILES, run_dir
 from peftlab.training.loop import FitSettings
-from peftlab.training.records import fingerprint, finite_or_none, stamp
+from peftlab.training.records import fingerprint, finite_or_none, method_identity, stamp
 from peftlab.training.session import RunOutcome, TrainingSession
 
 FINAL_TRAIN_SPLIT = "train800val200"
@@ -65,6 +65,7 @@ def seed_metrics(outcome: RunOutcome, *, task: str, method: str, seed: int, hpar
         "epoch_train_loss": [finite_or_none(loss) for loss in outcome.fit.epoch_losses],
         "trainable_params": outcome.trainable_params, "model_params": outcome.model_params,
         "time_s": outcome.resources["time_s"], "peak_memory_mb": outcome.resources["peak_memory_mb"],
+        "training_path": outcome.training_path,
         "epochs": settings.epochs, "settings": settings.as_dict(), "fingerprint": identity,
         "provenance": stamp(device),
     }
@@ -125,7 +126,8 @@ def run_final(session: TrainingSession, *, task: str, method: str, hparams: Mapp
     """Train every seed (or reuse a finished one), then write the summary ``metrics.json``."""
     out_dir = Path(out_dir)
     material = {
-        "task": task, "method": method, "hparams": dict(hparams), "settings": settings.as_dict(),
+        "task": task, "method": method, "settings": settings.as_dict(),
+        **method_identity(method, hparams, session.training),
         "drop_path": session.training.get("drop_path", 0.0), **session.head_identity(),
         "normalize": session.normalize, "backbone": session.backbone.identity(), "train_split": train_split,
         "train": session.split(train_split).images_id, "eval_splits": list(eval_splits),

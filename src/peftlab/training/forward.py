@@ -2,11 +2,15 @@
 
 A method's ``cache_point`` says how much of a timm ViT is frozen: ``features`` (everything before the head, the
 linear probe) or the embedding stem and the first ``depth`` blocks (partial-k; ``depth`` 0 for methods that
-change every block, where only the patch embedding is saved). That frozen prefix always runs in **eval mode**, in the
-cached path (computed once) and in the uncached one (``set_train_mode`` puts it in eval mode), so both paths
-compute the same function and the cache changes speed, never results. Drop-path and dropout therefore act only
-in the trained part; for the linear probe the backbone's features are deterministic, as in the paper's code
-(which runs the frozen backbone under ``torch.no_grad`` and only the head trains).
+change every block, where only the patch embedding is saved). How that frozen prefix runs while training is
+``training.frozen_blocks``:
+
+- ``eval``: in eval mode, in the cached path (computed once) and in the uncached one (``set_train_mode`` puts it
+  in eval mode), so both compute the same function and the cache changes speed, never results. Drop-path and
+  dropout act only in the trained part.
+- ``train``: in train mode, as PETL_Vision trains (``model.train()`` on the whole model, drop-path 0.1 in every
+  block, frozen or not; its linear probe's backbone features are stochastic). A prefix that then draws random
+  numbers (``prefix_draws_random_numbers``) cannot be cached for training; evaluation, in eval mode, still can.
 """
 
 from __future__ import annotations
@@ -67,29 +71,44 @@ def suffix_forward(model: nn.Module, point: CachePoint, x: torch.Tensor) -> torc
     return model.forward_head(model.norm(x))
 
 
-def draws_random_numbers(model: nn.Module, point: CachePoint | None) -> bool:
-    """Whether a training step of ``model`` draws random numbers: dropout, drop-path or patch dropout outside the
-    frozen prefix (which always runs in eval mode). Runs that draw none can be trained together (``fit_group``)."""
+FROZEN_BLOCK_MODES = ("eval", "train")
+
+
+def check_frozen_blocks(mode: str) -> str:
+    if mode not in FROZEN_BLOCK_MODES:
+        raise ValueError(f"frozen_blocks {mode!r}: choose one of {list(FROZEN_BLOCK_MODES)}")
+    return mode
+
+
+def _is_stochastic(module: nn.Module) -> bool:
+    """Dropout, drop-path or patch dropout with a positive rate: draws random numbers in train mode."""
     from timm.layers import DropPath, PatchDropout
 
-    frozen = {id(sub) for module in (prefix_modules(model, point) if point is not None else [])
-              for sub in module.modules()}
-    for module in model.modules():
-        if id(module) in frozen:
-            continue
-        if isinstance(module, nn.modules.dropout._DropoutNd) and module.p > 0:
-            return True
-        if isinstance(module, DropPath) and module.drop_prob > 0:
-            return True
-        if isinstance(module, PatchDropout) and module.prob > 0:
-            return True
-    return False
+    if isinstance(module, nn.modules.dropout._DropoutNd):
+        return module.p > 0
+    if isinstance(module, DropPath):
+        return module.drop_prob > 0
+    return isinstance(module, PatchDropout) and module.prob > 0
 
 
-def set_train_mode(model: nn.Module, point: CachePoint | None) -> None:
-    """Train mode for the trained part, eval mode for the frozen prefix (see the module docstring)."""
+def prefix_draws_random_numbers(model: nn.Module, point: CachePoint) -> bool:
+    """Whether the frozen prefix draws random numbers when it runs in train mode (drop-path in frozen blocks)."""
+    return any(_is_stochastic(sub) for module in prefix_modules(model, point) for sub in module.modules())
+
+
+def draws_random_numbers(model: nn.Module, point: CachePoint | None, frozen_blocks: str = "eval") -> bool:
+    """Whether a training step of ``model`` draws random numbers: dropout, drop-path or patch dropout in the
+    trained part, or in the frozen prefix when it trains in train mode (``frozen_blocks``). Runs that draw none
+    can be trained together (``fit_group``)."""
+    skipped = prefix_modules(model, point) if point is not None and check_frozen_blocks(frozen_blocks) == "eval" else []
+    frozen = {id(sub) for module in skipped for sub in module.modules()}
+    return any(_is_stochastic(module) for module in model.modules() if id(module) not in frozen)
+
+
+def set_train_mode(model: nn.Module, point: CachePoint | None, frozen_blocks: str = "eval") -> None:
+    """Train mode for the model; the frozen prefix back in eval mode unless ``frozen_blocks`` is ``train``."""
     model.train()
-    if point is not None:
+    if point is not None and check_frozen_blocks(frozen_blocks) == "eval":
         for module in prefix_modules(model, point):
             module.eval()
 
@@ -99,11 +118,14 @@ class ModelRunner:
 
     ``cached`` false: rows are uint8 images, converted on the device and run through the whole model.
     ``cached`` true: rows are outputs of the frozen prefix (from ``FrozenCache``); only the suffix runs.
-    bf16 autocast on CUDA, float32 on the CPU; ``compile`` wraps the forward in ``torch.compile``.
+    ``frozen_blocks``: the prefix's mode in training (module docstring); a cached runner cannot train with a
+    prefix that would draw random numbers. bf16 autocast on CUDA, float32 on the CPU; ``compile`` wraps the
+    forward in ``torch.compile``.
     """
 
     def __init__(self, model: nn.Module, transform: InputTransform, *, point: CachePoint | None = None,
-                 cached: bool = False, device: torch.device | str = "cpu", compile: bool = False) -> None:
+                 cached: bool = False, device: torch.device | str = "cpu", compile: bool = False,
+                 frozen_blocks: str = "eval") -> None:
         if cached and point is None:
             raise ValueError("a cached runner needs a cache point")
         if point is not None:
@@ -112,6 +134,7 @@ class ModelRunner:
         self.transform = transform
         self.point = point
         self.cached = cached
+        self.frozen_blocks = check_frozen_blocks(frozen_blocks)
         self.device = torch.device(device)
         forward: Callable[[torch.Tensor], torch.Tensor]
         if cached:
@@ -132,7 +155,10 @@ class ModelRunner:
             return self._forward(x)
 
     def train(self) -> None:
-        set_train_mode(self.model, self.point)
+        if self.cached and self.frozen_blocks == "train" and prefix_draws_random_numbers(self.model, self.point):
+            raise ValueError("cached prefix outputs cannot stand for a frozen prefix that draws random numbers in "
+                             "train mode; train uncached")
+        set_train_mode(self.model, self.point, self.frozen_blocks)
 
     def eval(self) -> None:
         self.model.eval()

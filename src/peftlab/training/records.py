@@ -2,7 +2,9 @@
 
 A *fingerprint* hashes everything that determines a run's result (method, hyper-parameters, training settings,
 backbone weights, the images of the splits it reads, seed). A finished result whose fingerprint matches is
-reused on re-run; one from another configuration is recomputed rather than silently kept.
+reused on re-run; one from another configuration is recomputed rather than silently kept. The method's
+hyper-parameters enter at their resolved values, defaults included (``method_identity``), so a run made under
+another default (LoRA's ``form``, say) is not mistaken for one of the current method.
 """
 
 from __future__ import annotations
@@ -30,6 +32,18 @@ def format_value(value: Any) -> str:
 def trial_id(hparams: Mapping[str, Any]) -> str:
     """A readable id, stable for the same hyper-parameters: ``lr0.001-wd0.0001-rank8``."""
     return "-".join(f"{SHORT_KEYS.get(key, key)}{format_value(value)}" for key, value in hparams.items())
+
+
+def method_identity(method: str, hparams: Mapping[str, Any], training: Mapping[str, Any]) -> dict[str, Any]:
+    """What a run computes beyond its settings: every method hyper-parameter at its resolved value (with the
+    shared ``lr``/``weight_decay``), and the frozen prefix's mode in training (``training.frozen_blocks``)."""
+    import dataclasses
+
+    from peftlab.methods import build_config
+
+    resolved = dataclasses.asdict(build_config(method, hparams))
+    shared = {key: hparams[key] for key in ("lr", "weight_decay") if key in hparams}
+    return {"hparams": {**shared, **resolved}, "frozen_blocks": training.get("frozen_blocks", "eval")}
 
 
 def fingerprint(material: Mapping[str, Any]) -> str:

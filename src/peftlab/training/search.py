@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from peftlab.errors import PeftlabError
 from peftlab.io import read_json, write_json
 from peftlab.training.loop import DIVERGED, OK, FitSettings
-from peftlab.training.records import fingerprint, finite_or_none, stamp, trial_id
+from peftlab.training.records import fingerprint, finite_or_none, method_identity, stamp, trial_id
 from peftlab.training.session import RunOutcome, TrainingSession
 
 SEARCH_TRAIN_SPLIT = "train800"
@@ -39,7 +39,8 @@ def trial_material(session: TrainingSession, *, task: str, method: str, hparams:
     """What determines a trial's result (hashed into its fingerprint)."""
     training = session.training
     return {
-        "task": task, "method": method, "hparams": dict(hparams), "settings": settings.as_dict(), "seed": seed,
+        "task": task, "method": method, "settings": settings.as_dict(), "seed": seed,
+        **method_identity(method, hparams, training),
         "drop_path": training.get("drop_path", 0.0), **session.head_identity(),
         "normalize": session.normalize, "backbone": session.backbone.identity(),
         "train": session.split(SEARCH_TRAIN_SPLIT).images_id, "val": session.split(SEARCH_VAL_SPLIT).images_id,
@@ -83,7 +84,7 @@ def trial_record(outcome: RunOutcome, trial: PlannedTrial, *, task: str, method:
         "epoch_train_loss": [finite_or_none(loss) for loss in outcome.fit.epoch_losses],
         "trainable_params": outcome.trainable_params, "model_params": outcome.model_params,
         "time_s": outcome.resources["time_s"], "peak_memory_mb": outcome.resources["peak_memory_mb"],
-        "fit_group_size": outcome.resources.get("fit_group_size", 1),
+        "fit_group_size": outcome.resources.get("fit_group_size", 1), "training_path": outcome.training_path,
         "seed": seed, "epochs": trial.settings.epochs, "epochs_run": outcome.fit.epochs_run,
         "settings": trial.settings.as_dict(), "train_split": SEARCH_TRAIN_SPLIT, "eval_split": SEARCH_VAL_SPLIT,
         "fingerprint": trial.fingerprint, "provenance": stamp(device),

@@ -29,7 +29,12 @@ from peftlab.methods import CachePoint, attach, cache_point, count_parameters
 from peftlab.provenance import ResourceMeter
 from peftlab.training.cache import FrozenCache, compute_prefix, state_sha256, tensor_sha256
 from peftlab.training.evaluate import Score, runner_logits, score
-from peftlab.training.forward import ModelRunner, draws_random_numbers
+from peftlab.training.forward import (
+    ModelRunner,
+    check_frozen_blocks,
+    draws_random_numbers,
+    prefix_draws_random_numbers,
+)
 from peftlab.training.heads import init_head
 from peftlab.training.inputs import InputTransform, transform_for
 from peftlab.training.loop import FitResult, FitSettings, fit, fit_group, schedule_shape
@@ -67,6 +72,13 @@ def worth_caching(point: CachePoint | None) -> bool:
     """Features and at least one frozen block: yes. ``blocks`` depth 0 (every block trains) would save only the
     patch embedding while holding the whole token sequence in memory and on disk, so those runs stay uncached."""
     return point is not None and (point.kind == "features" or point.depth > 0)
+
+
+def describe_prefix(point: CachePoint) -> str:
+    """The frozen prefix in words, for ``training_path`` reasons."""
+    if point.kind == "features":
+        return "everything before the head"
+    return f"the embedding and the first {point.depth} block{'s' if point.depth != 1 else ''}"
 
 
 @dataclass
@@ -139,6 +151,7 @@ class RunOutcome:
     trainable_params: dict[str, int]
     model_params: int
     resources: dict[str, float]
+    training_path: dict[str, Any]  # {"cached": bool, "reason": str}: which path the training rows took
 
     @property
     def ok(self) -> bool:
@@ -159,6 +172,7 @@ class PreparedRun:
     runners: dict[bool, ModelRunner] = field(default_factory=dict)  # by "cached"
     runner: ModelRunner | None = None
     rows: torch.Tensor | None = None
+    training_path: dict[str, Any] = field(default_factory=dict)
     prepare_s: float = 0.0
 
 
@@ -204,6 +218,11 @@ class TrainingSession:
                 self._head_sha256 = sha256_file(head_file)
             identity["head_init_sha256"] = self._head_sha256
         return identity
+
+    @property
+    def frozen_blocks(self) -> str:
+        """``training.frozen_blocks``: the frozen prefix's mode while training (``eval`` when absent)."""
+        return check_frozen_blocks(str(self.training.get("frozen_blocks", "eval")))
 
     @property
     def eval_batch_size(self) -> int:
@@ -270,20 +289,43 @@ class TrainingSession:
         head_init = init_head(model, head_mode, prototype_inputs, head_file=self.head_file)
         prepared = PreparedRun(model=model, transform=transform, point=cache_point(model), train=train,
                                head_init=head_init, counts=count_parameters(model), meter=meter)
-        prepared.runner, prepared.rows = self._runner_for(prepared, train)
+        prepared.runner, prepared.rows, prepared.training_path = self._runner_for(prepared, train, training=True)
         prepared.prepare_s = meter.read()["time_s"]
         return prepared
 
-    def _runner_for(self, prepared: PreparedRun, split: ResidentSplit) -> tuple[ModelRunner, torch.Tensor]:
-        """The runner and rows of ``split``: the suffix on cached prefix outputs, or the whole model on images."""
-        point = prepared.point
-        rows = self.prefix_rows(prepared.model, point, split, prepared.transform) if worth_caching(point) else None
+    def _runner_for(self, prepared: PreparedRun, split: ResidentSplit, *, training: bool = False
+                    ) -> tuple[ModelRunner, torch.Tensor, dict[str, Any]]:
+        """The runner and rows of ``split`` — the suffix on cached prefix outputs, or the whole model on images —
+        and why (``{"cached", "reason"}``). Cached rows stand for the frozen prefix in eval mode, so a training
+        split is uncached when the prefix would draw random numbers in train mode (``frozen_blocks: train``)."""
+        point, model = prepared.point, prepared.model
+        rows, reason = None, None
+        if point is None:
+            reason = "the method trains tensors before the first block: there is no frozen prefix"
+        elif not worth_caching(point):
+            reason = "every block holds trained tensors: no frozen block worth caching"
+        elif training and self.frozen_blocks == "train" and prefix_draws_random_numbers(model, point):
+            reason = (f"training.frozen_blocks is 'train' and the frozen prefix ({describe_prefix(point)}) draws "
+                      f"random numbers (drop-path {self.training.get('drop_path', 0.0)}): its outputs change every "
+                      "step, so they are computed in every step")
+        elif not self.cache.enabled:
+            reason = "the frozen-computation cache is off (--no-cache)"
+        else:
+            rows = self.prefix_rows(model, point, split, prepared.transform)
+            if rows is None:
+                reason = f"the prefix outputs of '{split.name}' exceed the cache's size limit"
         cached = rows is not None
+        if cached:
+            reason = (f"the frozen prefix ({describe_prefix(point)}) runs once, in eval mode; the rest trains on its "
+                      "outputs")
+            if training and self.frozen_blocks == "train":
+                reason += " (training.frozen_blocks is 'train', but the prefix draws no random numbers: same result)"
         if cached not in prepared.runners:
-            prepared.runners[cached] = ModelRunner(prepared.model, prepared.transform, point=point, cached=cached,
+            prepared.runners[cached] = ModelRunner(model, prepared.transform, point=point, cached=cached,
                                                    device=self.device,
-                                                   compile=bool(self.training.get("compile", False)))
-        return prepared.runners[cached], (rows if cached else split.images)
+                                                   compile=bool(self.training.get("compile", False)),
+                                                   frozen_blocks=self.frozen_blocks)
+        return prepared.runners[cached], (rows if cached else split.images), {"cached": cached, "reason": reason}
 
     def finish(self, prepared: PreparedRun, result: FitResult, eval_splits: Sequence[str], *,
                evaluate_diverged: bool = False) -> RunOutcome:
@@ -294,7 +336,7 @@ class TrainingSession:
         if result.status == "ok" or evaluate_diverged:
             for name in eval_splits:
                 split = self.split(name)
-                eval_runner, eval_rows = self._runner_for(prepared, split)
+                eval_runner, eval_rows, _ = self._runner_for(prepared, split)
                 logits[name] = runner_logits(eval_runner, eval_rows, batch_size=self.eval_batch_size)
                 labels[name] = split.labels.cpu()
                 scores[name] = score(logits[name], labels[name], split.class_subset)
@@ -303,7 +345,8 @@ class TrainingSession:
                           head_init=prepared.head_init,
                           trainable_params={"total": counts["trainable"], "method": counts["method"],
                                             "head": counts["head"]},
-                          model_params=counts["total"], resources=prepared.meter.read())
+                          model_params=counts["total"], resources=prepared.meter.read(),
+                          training_path=prepared.training_path)
 
     def run(self, method: str, hparams: Mapping[str, Any], *, seed: int, train_split: str,
             eval_splits: Sequence[str], settings: FitSettings, label: str | None = None,
@@ -352,7 +395,7 @@ class TrainingSession:
 
         for index, (hparams, settings) in enumerate(points):
             prepared = self.prepare(method, hparams, seed=seed, train_split=train_split)
-            if draws_random_numbers(prepared.model, prepared.point):
+            if draws_random_numbers(prepared.model, prepared.point, self.frozen_blocks):
                 yield index, self._train_alone(prepared, settings, seed=seed, eval_splits=eval_splits,
                                                label=trial_id(hparams))
                 continue
