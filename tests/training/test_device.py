@@ -48,7 +48,8 @@ def unusable_driver(monkeypatch):
 
 
 def cuda_config(tmp_path, backbone_file, **training):
-    return write_config(tmp_path / "params.yaml", backbone_file, training={"device": "cuda", **training})
+    return write_config(tmp_path / "params.yaml", backbone_file, training={"device": "cuda", **training},
+                        robustness={"tasks": [TASK], "methods": ["linear"], "alphas": [0.0, 1.0]})
 
 
 def run_job(kind, tmp_path, config, shards):
@@ -58,10 +59,13 @@ def run_job(kind, tmp_path, config, shards):
     if kind == "train":
         return main(["train", "--task", TASK, "--method", "linear", "--hparams", str(good_best(tmp_path / "b.json")),
                      "--data", str(shards), *common])
+    if kind == "robustness":
+        return main(["robustness", "--task", TASK, "--method", "linear", "--runs", str(tmp_path / "runs"),
+                     "--data", str(shards), "--config", str(config), "--out", str(tmp_path / "out" / "wise.csv")])
     return main(["pretrain", "--data", str(tmp_path / "no-upstream"), *common])
 
 
-@pytest.mark.parametrize("kind", ["search", "train", "pretrain"])
+@pytest.mark.parametrize("kind", ["search", "train", "pretrain", "robustness"])
 def test_cuda_config_on_a_cpu_only_machine_fails_before_any_output(tmp_path, backbone_file, shards, capsys,
                                                                    no_cuda, kind):
     config = cuda_config(tmp_path, backbone_file)
