@@ -215,8 +215,10 @@ def device_class(study: Study) -> str:
 
 
 # --- split sizes ---------------------------------------------------------------------------------------------
-# Few-shot ImageNet as the paper's code ships it (OSU-MLB/PETL_Vision data/annotations, line counts): 16 images
-# per class; its 4-shot validation list; ImageNet val as the test set; the four shift sets.
+# Few-shot ImageNet as the paper's code ships it (OSU-MLB/PETL_Vision data/annotations, line counts), for a
+# robustness study whose lists are not on disk yet: the 16-shot training list (train_meta.list.num_shot_16.seed_0,
+# taken as both train800 and train800val200), its validation list (unofficial_val_list_4_shot16seed0), ImageNet
+# val as the test set, and the four shift sets.
 REFERENCE_SIZES: dict[str, dict[str, int]] = {
     "imagenet": {"train800": 16000, "val200": 2959, "train800val200": 16000, "test": 50000,
                  "shift-imagenet_v2": 10000, "shift-imagenet_sketch": 50889, "shift-imagenet_a": 7500,

@@ -41,9 +41,6 @@ FEATURES = CachePoint("features")
 MAX_FIT_GROUP = 8  # runs trained together at most: each holds its own copy of the backbone
 
 
-DEVICE_POLICIES = ("auto", "cuda", "cpu")  # ``training.device``; the CLI's --device also takes cuda:N
-
-
 def resolve_device(name: str | None = None, *, source: str = "--device") -> torch.device:
     """The device of a job: ``auto`` (or None) is CUDA when torch can use it, else the CPU; ``cuda``/``cuda:N``
     is that GPU or a ``PeftlabError`` (raised before the job writes anything) saying why there is none.
