@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=TRAINING["epochs"], help="epochs per search trial")
     parser.add_argument("--throughput-epochs", type=int, default=3)
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to measure")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved repetitions of the throughput rows")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved repetitions of the throughput rows")
     parser.add_argument("--normalize", action="store_true", help="mean/std normalisation (default: /255 only)")
     parser.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
                         help="bf16: bf16 autocast on CUDA; fp32: float32 (the CPU always runs float32)")
