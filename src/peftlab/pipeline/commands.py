@@ -100,8 +100,10 @@ def commit_command(args: argparse.Namespace) -> int:
 
 
 def cost_command(args: argparse.Namespace) -> int:
-    from peftlab.pipeline.checks import load_study
+    """Needs only the config (validated): a study is priced before its data and weights are downloaded."""
+    from peftlab.config import load_config
     from peftlab.pipeline.cost import estimate, render_cost
+    from peftlab.pipeline.steps import Study
 
-    print(render_cost(estimate(load_study(args.config))))
+    print(render_cost(estimate(Study(load_config(args.config, check_data=False), args.config))))
     return 0
