@@ -177,16 +177,19 @@ def family_throughput(family: str, entries, images, labels, device, scale: Scale
 
 
 # --- 3: logits in bf16 against float32 ---------------------------------------------------------------------
-def logit_relative_error(device: torch.device, scale: Scale) -> float:
-    """||bf16 - fp32|| / ||fp32|| of one batch of logits (eval mode, the same random weights)."""
+def logit_relative_error(device: torch.device, scale: Scale, threads: int | None) -> float:
+    """||bf16 - fp32|| / ||fp32|| of one batch of logits (eval mode, the same random weights), each precision
+    with its own TF32 setting (``configure_torch``)."""
     seed_everything(0)
     model = create_backbone(scale.backbone, num_classes=NUM_CLASSES).to(device).eval()
     images, _ = synthetic_images(64, seed=2, size=scale.image_size)
     batch = torch.from_numpy(images).to(device)
-    with torch.no_grad():
-        logits = {precision: ModelRunner(model, transform_for(model, False, device), device=device,
-                                         precision=precision).logits(batch).float()
-                  for precision in ("bf16", "fp32")}
+    logits = {}
+    for precision in ("bf16", "fp32"):
+        configure_torch(device, threads, precision)
+        runner = ModelRunner(model, transform_for(model, False, device), device=device, precision=precision)
+        with torch.no_grad():
+            logits[precision] = runner.logits(batch).float()
     return float((logits["bf16"] - logits["fp32"]).norm() / logits["fp32"].norm())
 
 
@@ -230,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
             and row.get("of_compute_limit", 1.0) >= TARGETS["of_compute_limit"]
             for family, row in result["throughput"].items()}}
 
-        bf16 = run_searches(gpu, "bf16", scale, workdir / "gpu-bf16")
-        error = logit_relative_error(gpu, scale)
+        bf16 = run_searches(gpu, "bf16", scale, workdir / "gpu-bf16")  # TF32 on, as configure_torch sets for bf16
+        error = logit_relative_error(gpu, scale, args.threads)
         result["precision"] = {"bf16_effective": precision_used(gpu, "bf16") == "bf16",
                                "search": compare_searches(bf16, searches[(gpu.type, "fp32")], ACCURACY_TOLERANCE),
                                "logit_relative_error": round(error, 5), "logit_tolerance": LOGIT_TOLERANCE}
