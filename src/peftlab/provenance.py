@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from peftlab.hardware import gpu_name
+
 TRACKED_PACKAGES = ("peftlab", "torch", "torchvision", "timm", "numpy", "safetensors", "pandas")
 
 
@@ -47,14 +49,21 @@ def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str
     return dict(_versions(tuple(names)))
 
 
-def provenance(device: str | None = None) -> dict:
-    """A dict describing the software and machine that produced a result."""
+def provenance(device: str | None = None, precision: str | None = None) -> dict:
+    """A dict describing the software and machine that produced a result.
+
+    ``device`` is where it ran (``cpu``, ``cuda``, ``cuda:1``), ``precision`` the arithmetic it ran in (``bf16``:
+    bf16 autocast on CUDA; ``fp32``), ``gpu_name`` the CUDA device's name (None off the GPU). Files made without
+    a model (reports, ensembles of stored logits) leave device and precision None.
+    """
     return {
         "git_revision": git_revision(),
         "packages": package_versions(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "device": device,
+        "precision": precision,
+        "gpu_name": gpu_name(device),
         "created_unix": round(time.time(), 3),
     }
 

@@ -34,8 +34,8 @@ def test_stages_list_exactly_their_keys_from_the_named_params_file():
     assert stages["search-digits-lora"]["params"] == [{TINY: [
         "search", "grids.lora", "training.epochs", "training.warmup_epochs",
         "training.batch_size", "training.eval_batch_size", "training.lr_min", "training.warmup_lr_init",
-        "training.drop_path", "training.label_smoothing", "training.head_init", "training.compile", "backbone.name",
-        "data.normalize"]}]
+        "training.drop_path", "training.label_smoothing", "training.head_init", "training.compile",
+        "training.precision", "backbone.name", "data.normalize"]}]
     assert not any("grids.lora" in str(stage.get("params")) for name, stage in stages.items()
                    if not name.startswith("search-") or not name.endswith("-lora"))
     assert stages["train-digits-lora"]["metrics"] == ["results/final/digits/lora/metrics.json"]

@@ -34,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     robustness.add_argument("--weights", type=Path, help="backbone weights (default: backbone.weights or the "
                             "pretrained models/<backbone>/backbone.safetensors)")
     robustness.add_argument("--seeds", type=int, nargs="+", help="default: study.seeds")
-    robustness.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:1 ...")
+    robustness.add_argument("--device", help="override training.device: auto (cuda when present), cpu, cuda, "
+                            "cuda:1 ...")
     robustness.set_defaults(handler=robustness_command)
 
     report = subparsers.add_parser("report", help="the study report: index.md/.html, figures, tables, metrics.json")
@@ -75,7 +76,7 @@ def robustness_command(args: argparse.Namespace) -> int:
     from peftlab.analysis.robustness import run_robustness
     from peftlab.errors import PeftlabError
     from peftlab.methods import get_method
-    from peftlab.training.session import configure_torch, resolve_device
+    from peftlab.training.session import configure_torch, job_device, job_precision
 
     config = _config(args.config)
     get_method(args.method)
@@ -83,8 +84,8 @@ def robustness_command(args: argparse.Namespace) -> int:
     if args.method not in config["robustness"]["methods"]:
         raise PeftlabError(f"--method {args.method}: not in {args.config} key 'robustness.methods' "
                            f"{config['robustness']['methods']}")
-    device = resolve_device(args.device)
-    configure_torch(device, config["training"].get("threads"))
+    device = job_device(config["training"], config_path=args.config, override=args.device)
+    configure_torch(device, config["training"].get("threads"), job_precision(config["training"]))
     rows = run_robustness(args.task, args.method, config, args.runs, args.out, shards_dir=args.data / args.task,
                           seeds=args.seeds, device=str(device), backbone_weights=args.weights)
     ends = {r["split"]: r["accuracy"] for r in rows if r["alpha"] == 1.0 and r["seed"] == rows[0]["seed"]}

@@ -199,6 +199,7 @@ def run_robustness(task: str, method: str, config: Mapping[str, Any], runs_dir: 
     from peftlab.io import write_csv_rows
     from peftlab.paths import SHARD_DIR, path, run_dir
     from peftlab.training.evaluate import predict_logits
+    from peftlab.training.session import job_precision
 
     section = config.get("robustness")
     if not section:
@@ -208,9 +209,11 @@ def run_robustness(task: str, method: str, config: Mapping[str, Any], runs_dir: 
     weights = Path(backbone_weights) if backbone_weights else backbone_weights_path(config)
     normalize = config["data"]["normalize"]
     batch_size = int(config["training"].get("eval_batch_size", 512))
+    precision = job_precision(config["training"])
 
     def predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-        return predict_logits(model, images, batch_size=batch_size, device=device, normalize=normalize)
+        return predict_logits(model, images, batch_size=batch_size, device=device, normalize=normalize,
+                              precision=precision)
 
     rows: list[dict[str, Any]] = []
     for seed in (seeds if seeds is not None else config["study"]["seeds"]):

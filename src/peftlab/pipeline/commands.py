@@ -1,7 +1,8 @@
-"""CLI: ``peftlab config check`` and ``peftlab pipeline {jobs,dvc-yaml,commit}``.
+"""CLI: ``peftlab config check`` and ``peftlab pipeline {jobs,dvc-yaml,commit,cost}``.
 
 Light at import; nothing here loads torch. ``config check`` runs every check both engines run before a job
-starts; ``pipeline dvc-yaml`` writes (or, with ``--check``, verifies) ``dvc.yaml`` from the step table.
+starts; ``pipeline dvc-yaml`` writes (or, with ``--check``, verifies) ``dvc.yaml`` from the step table;
+``pipeline cost`` estimates what a study costs before it runs (``peftlab.pipeline.cost``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commit.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     commit.add_argument("jobs", nargs="*", help="job ids to commit (default: every stage)")
     commit.set_defaults(handler=commit_command)
+
+    cost = commands.add_parser("cost", help="what a study costs: runs, epochs, images and estimated GPU-hours "
+                               "per step")
+    cost.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    cost.set_defaults(handler=cost_command)
 
 
 def check_command(args: argparse.Namespace) -> int:
@@ -90,4 +96,14 @@ def commit_command(args: argparse.Namespace) -> int:
     from peftlab.pipeline.dvcgen import commit_outputs
 
     print(commit_outputs(load_study(args.config), args.jobs or None))
+    return 0
+
+
+def cost_command(args: argparse.Namespace) -> int:
+    """Needs only the config (validated): a study is priced before its data and weights are downloaded."""
+    from peftlab.config import load_config
+    from peftlab.pipeline.cost import estimate, render_cost
+    from peftlab.pipeline.steps import Study
+
+    print(render_cost(estimate(Study(load_config(args.config, check_data=False), args.config))))
     return 0

@@ -27,8 +27,9 @@ from peftlab.paths import path
 Wildcards = Mapping[str, str]
 
 # Config keys that change how fast a job runs, not what it computes: listing them would re-run everything when
-# a user moves to a machine with more cores.
-EXECUTION_KEYS = frozenset({"training.threads"})
+# a user moves to a machine with more cores or a GPU (the arithmetic is ``training.precision``, which is listed;
+# a run's device is in its provenance, and a run in bf16 autocast is fingerprinted as such).
+EXECUTION_KEYS = frozenset({"training.threads", "training.device"})
 
 # Images at least this large mean a ViT-B-sized study (the paper's 224 px); smaller ones the offline mini study.
 LARGE_IMAGE_SIZE = 128
@@ -273,6 +274,20 @@ def _sized(small: Resources, large: Resources) -> Callable[[Study], Resources]:
     return lambda study: large if study.is_large else small
 
 
+def _estimated(step: str, small: Resources) -> Callable[[Study], Resources]:
+    """A training step's resources: the mini study's defaults (a tiny ViT at 32 px: minutes per job), or for a
+    large study the cost model's estimate of the step's costliest job, with a safety factor and a floor
+    (``peftlab.pipeline.cost.step_resources``); a profile's ``set-resources`` overrides them per rule."""
+    def resources(study: Study) -> Resources:
+        if not study.is_large:
+            return small
+        from peftlab.pipeline.cost import step_resources
+
+        return step_resources(study, step)
+
+    return resources
+
+
 # --- the paths the steps share -------------------------------------------------------------------------------
 def _shards(task: str) -> str:
     return str(path(paths.SHARD_DIR, task=task))
@@ -504,7 +519,7 @@ STEP_LIST: tuple[Step, ...] = (
         outputs=lambda study: (Output(paths.BACKBONE_WEIGHTS), Output(paths.BACKBONE_CARD, kind="metrics")),
         inputs=_pretrain_inputs,
         keys=lambda study, wc: study.keys("backbone.pretrain") + _training_keys(study), argv=_pretrain_argv,
-        resources=_sized(Resources(mem_mb=4000, runtime=240, gpu=1), Resources(mem_mb=64000, runtime=2880, gpu=1)),
+        resources=_estimated("pretrain", Resources(mem_mb=4000, runtime=240, gpu=1)),
         trains=True,
     ),
     Step(
@@ -512,7 +527,7 @@ STEP_LIST: tuple[Step, ...] = (
         instances=_study_pairs,
         outputs=lambda study: (Output(paths.TRIALS_DIR, directory=True), Output(paths.BEST)),
         inputs=_trained_inputs, keys=_search_keys, argv=_search_argv,
-        resources=_sized(_TRAINING_SMALL, Resources(mem_mb=32000, runtime=1440, gpu=1)),
+        resources=_estimated("search", _TRAINING_SMALL),
         trains=True,
     ),
     Step(
@@ -521,7 +536,7 @@ STEP_LIST: tuple[Step, ...] = (
         outputs=lambda study: (Output(paths.FINAL_RUNS, directory=True),
                                Output(paths.FINAL_METRICS, kind="metrics")),
         inputs=_train_inputs, keys=_train_keys, argv=_train_argv,
-        resources=_sized(_TRAINING_SMALL, Resources(mem_mb=32000, runtime=720, gpu=1)),
+        resources=_estimated("train", _TRAINING_SMALL),
         trains=True,
     ),
     Step(
@@ -530,7 +545,7 @@ STEP_LIST: tuple[Step, ...] = (
         outputs=lambda study: (Output(paths.MANYSHOT_RUNS, directory=True),
                                Output(paths.MANYSHOT_METRICS, kind="metrics")),
         inputs=_train_inputs, keys=_manyshot_keys, argv=_manyshot_argv,
-        resources=_sized(_TRAINING_SMALL, Resources(mem_mb=32000, runtime=2880, gpu=1)),
+        resources=_estimated("manyshot", _TRAINING_SMALL),
         trains=True,
     ),
     Step(
@@ -538,7 +553,7 @@ STEP_LIST: tuple[Step, ...] = (
         instances=_robustness_instances,
         outputs=lambda study: (Output(paths.ROBUSTNESS_CSV, kind="plots"),),
         inputs=_robustness_inputs, keys=_robustness_keys, argv=_robustness_argv,
-        resources=_sized(Resources(mem_mb=4000, runtime=60, gpu=1), Resources(mem_mb=32000, runtime=480, gpu=1)),
+        resources=_estimated("robustness", Resources(mem_mb=4000, runtime=60, gpu=1)),
         trains=True,
     ),
     Step(

@@ -26,7 +26,13 @@ from torch import nn
 
 from peftlab.io import save_tensors
 from peftlab.methods import CachePoint
-from peftlab.training.forward import prefix_forward, prefix_modules
+from peftlab.training.forward import (
+    DEFAULT_PRECISION,
+    autocast,
+    precision_used,
+    prefix_forward,
+    prefix_modules,
+)
 from peftlab.training.inputs import InputTransform
 
 DEFAULT_CACHE_DIR = "data/cache/frozen"
@@ -72,18 +78,19 @@ class FrozenCache:
         self.hits = {"memory": 0, "disk": 0, "computed": 0}
 
     def key(self, *, backbone_id: str, point: CachePoint, images_id: str, transform: InputTransform,
-            device: torch.device) -> str:
+            device: torch.device, precision: str = DEFAULT_PRECISION) -> str:
         material = {"version": FORMAT_VERSION, "backbone": backbone_id, "point": [point.kind, point.depth],
                     "images": images_id, "transform": transform.describe(), "device_type": device.type,
-                    "autocast": "bf16" if device.type == "cuda" else None}
+                    "autocast": "bf16" if precision_used(device, precision) == "bf16" else None}
         return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
 
     def prefix_outputs(self, model: nn.Module, point: CachePoint, images: torch.Tensor, *, images_id: str,
-                       backbone_id: str, transform: InputTransform, batch_size: int) -> torch.Tensor | None:
+                       backbone_id: str, transform: InputTransform, batch_size: int,
+                       precision: str = DEFAULT_PRECISION) -> torch.Tensor | None:
         """The prefix output of every image (float32, on the images' device), or None when too large to keep."""
         device = images.device
         key = self.key(backbone_id=backbone_id, point=point, images_id=images_id, transform=transform,
-                       device=device)
+                       device=device, precision=precision)
         if self.enabled and key in self._memory:
             self.hits["memory"] += 1
             return self._memory[key]
@@ -94,7 +101,7 @@ class FrozenCache:
                 self._memory[key] = loaded
                 return loaded
         outputs = compute_prefix(model, point, images, transform=transform, batch_size=batch_size,
-                                 max_bytes=self.max_bytes)
+                                 max_bytes=self.max_bytes, precision=precision)
         self.hits["computed"] += 1
         if outputs is not None and self.enabled:
             self._memory[key] = outputs
@@ -125,8 +132,10 @@ class FrozenCache:
 
 @torch.no_grad()
 def compute_prefix(model: nn.Module, point: CachePoint, images: torch.Tensor, *, transform: InputTransform,
-                   batch_size: int, max_bytes: int | None = None) -> torch.Tensor | None:
-    """Run the frozen prefix over ``images`` in eval mode; None when the result would exceed ``max_bytes``."""
+                   batch_size: int, max_bytes: int | None = None,
+                   precision: str = DEFAULT_PRECISION) -> torch.Tensor | None:
+    """Run the frozen prefix over ``images`` in eval mode, in ``precision`` (see ``forward.autocast``); None when
+    the result would exceed ``max_bytes``."""
     modules = prefix_modules(model, point)
     was_training = [module.training for module in modules]
     for module in modules:
@@ -135,7 +144,7 @@ def compute_prefix(model: nn.Module, point: CachePoint, images: torch.Tensor, *,
         chunks: list[torch.Tensor] = []
         for start in range(0, len(images), batch_size):
             x = transform(images[start:start + batch_size])
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=images.device.type == "cuda"):
+            with autocast(images.device, precision):
                 out = prefix_forward(model, point, x).float()
             if not chunks and max_bytes is not None:
                 if out[0].numel() * 4 * len(images) > max_bytes:

@@ -1,8 +1,9 @@
 """CLI: ``peftlab search``, ``peftlab train`` and ``peftlab pretrain``.
 
 Light at import (argparse only); torch, timm and the training modules load inside the handlers. Every input is
-checked — config, method, best.json, weights, shards, the head file of ``head_init: file`` — before the first
-output file is written, so a bad input leaves nothing behind but one error line (exit 2).
+checked — config, method, best.json, weights, shards, the head file of ``head_init: file``, the device policy
+(``training.device``: a job that asks for CUDA where torch has none) — before the first output file is written,
+so a bad input leaves nothing behind but one error line (exit 2).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pretrain.add_argument("--config", type=Path, default=Path("params.yaml"))
     pretrain.add_argument("--out", type=Path, required=True, help="models/<backbone>")
     pretrain.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="shard root (holds upstream/)")
-    pretrain.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:1 ...")
+    _device_argument(pretrain)
     pretrain.set_defaults(handler=pretrain_command)
 
 
@@ -48,10 +49,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=Path(DEFAULT_DATA), help="shard root (holds <task>/)")
     parser.add_argument("--weights", type=Path, help="backbone weights (default: backbone.weights or the "
                         "pretrained models/<backbone>/backbone.safetensors)")
-    parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:1 ...")
+    _device_argument(parser)
     parser.add_argument("--cache-dir", type=Path, help="frozen-computation cache (default: $PEFTLAB_CACHE_DIR or "
                         "data/cache/frozen)")
     parser.add_argument("--no-cache", action="store_true", help="recompute frozen prefixes in every step")
+
+
+def _device_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", help="override training.device (pipeline jobs never pass it): auto (cuda when "
+                        "present), cpu, cuda, cuda:1 ...")
 
 
 def _load(args: argparse.Namespace) -> dict[str, Any]:
@@ -65,11 +71,17 @@ def _load(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _session(args: argparse.Namespace, config: dict[str, Any], normalize: bool):
-    """Check the weights and build the job's session (device, threads, cache)."""
+    """Check the weights and build the job's session (device, precision, threads, cache)."""
     from peftlab.config import backbone_weights_path
     from peftlab.errors import PeftlabError
     from peftlab.training.cache import FrozenCache, default_cache_dir
-    from peftlab.training.session import BackboneSource, TrainingSession, configure_torch, resolve_device
+    from peftlab.training.session import (
+        BackboneSource,
+        TrainingSession,
+        configure_torch,
+        job_device,
+        job_precision,
+    )
 
     weights = args.weights or backbone_weights_path(config)
     if not Path(weights).is_file():
@@ -78,11 +90,13 @@ def _session(args: argparse.Namespace, config: dict[str, Any], normalize: bool):
     task_dir = args.data / args.task
     if not task_dir.is_dir():
         raise PeftlabError(f"{task_dir}: no shards for task '{args.task}' (run 'peftlab data prepare')")
-    device = resolve_device(args.device)
-    configure_torch(device, config["training"].get("threads"))
+    device = job_device(config["training"], config_path=args.config, override=args.device)
+    precision = job_precision(config["training"])
+    configure_torch(device, config["training"].get("threads"), precision)
     cache = FrozenCache(args.cache_dir or default_cache_dir(), enabled=not args.no_cache)
     session = TrainingSession(task_dir=task_dir, backbone=BackboneSource(config["backbone"]["name"], Path(weights)),
-                              training=config["training"], normalize=normalize, device=device, cache=cache)
+                              training=config["training"], normalize=normalize, device=device, cache=cache,
+                              precision=precision)
     _check_head_file(args.config, session)
     return session
 
@@ -139,11 +153,11 @@ def train_command(args: argparse.Namespace) -> int:
 def pretrain_command(args: argparse.Namespace) -> int:
     from peftlab.config import load_config
     from peftlab.training.pretrain import run_pretrain
-    from peftlab.training.session import configure_torch, resolve_device
+    from peftlab.training.session import configure_torch, job_device, job_precision
 
     config = load_config(args.config, check_data=False)
-    device = resolve_device(args.device)
-    configure_torch(device, config["training"].get("threads"))
+    device = job_device(config["training"], config_path=args.config, override=args.device)
+    configure_torch(device, config["training"].get("threads"), job_precision(config["training"]))
     card = run_pretrain(config, data_dir=args.data, out_dir=args.out, device=device)
     print(f"pretrained {card['backbone']}: val accuracy {card['val_accuracy']} → {args.out / 'backbone.safetensors'}")
     return 0

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from peftlab.training.forward import ModelRunner
+from peftlab.training.forward import DEFAULT_PRECISION, ModelRunner
 from peftlab.training.inputs import transform_for
 
 
@@ -34,15 +34,17 @@ def runner_logits(runner: ModelRunner, rows: torch.Tensor, *, batch_size: int) -
 
 def predict_logits(model: nn.Module, images_uint8: torch.Tensor, *, batch_size: int = 512,
                    device: torch.device | str | None = None, normalize: bool | tuple = False,
-                   normalize_mean_std: tuple | None = None) -> torch.Tensor:
+                   normalize_mean_std: tuple | None = None, precision: str = DEFAULT_PRECISION) -> torch.Tensor:
     """Float32 logits ``[N, C]`` (CPU) of a whole model on uint8 images; the model is moved to ``device``.
 
     ``normalize``: false → pixels in ``[0, 1]``; true → the backbone's mean/std; or a ``(mean, std)`` pair,
     which may also be passed as ``normalize_mean_std``. Images may live on the CPU: each batch is moved.
+    ``precision`` as in ``ModelRunner`` (bf16 autocast only on CUDA).
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
-    runner = ModelRunner(model, transform_for(model, normalize_mean_std or normalize, device), device=device)
+    runner = ModelRunner(model, transform_for(model, normalize_mean_std or normalize, device), device=device,
+                         precision=precision)
     return runner_logits(runner, images_uint8, batch_size=batch_size)
 
 

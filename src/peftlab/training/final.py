@@ -54,7 +54,8 @@ def eval_splits_of(manifest: Mapping[str, Any]) -> list[str]:
 
 
 def seed_metrics(outcome: RunOutcome, *, task: str, method: str, seed: int, hparams: Mapping[str, Any],
-                 train_split: str, settings: FitSettings, identity: str, device: str) -> dict[str, Any]:
+                 train_split: str, settings: FitSettings, identity: str, device: str,
+                 precision: str) -> dict[str, Any]:
     return {
         "task": task, "method": method, "seed": seed, "hparams": dict(hparams), "train_split": train_split,
         "status": outcome.fit.status,
@@ -67,7 +68,7 @@ def seed_metrics(outcome: RunOutcome, *, task: str, method: str, seed: int, hpar
         "time_s": outcome.resources["time_s"], "peak_memory_mb": outcome.resources["peak_memory_mb"],
         "training_path": outcome.training_path,
         "epochs": settings.epochs, "settings": settings.as_dict(), "fingerprint": identity,
-        "provenance": stamp(device),
+        "provenance": stamp(device, precision),
     }
 
 
@@ -98,7 +99,7 @@ def finished_run(directory: Path, identity: str) -> dict[str, Any] | None:
 
 
 def summarize(runs: Sequence[Mapping[str, Any]], *, task: str, method: str, hparams: Mapping[str, Any],
-              train_split: str, device: str) -> dict[str, Any]:
+              train_split: str, device: str, precision: str) -> dict[str, Any]:
     accuracy = {}
     for split in runs[0]["accuracy"]:
         values = [run["accuracy"].get(split) for run in runs]
@@ -116,7 +117,7 @@ def summarize(runs: Sequence[Mapping[str, Any]], *, task: str, method: str, hpar
         "time_s": {"total": round(sum(run["time_s"] for run in runs), 4),
                    "per_seed": [run["time_s"] for run in runs]},
         "std": "sample standard deviation over seeds (0 for one seed)",
-        "provenance": stamp(device),
+        "provenance": stamp(device, precision),
     }
 
 
@@ -128,7 +129,7 @@ def run_final(session: TrainingSession, *, task: str, method: str, hparams: Mapp
     material = {
         "task": task, "method": method, "settings": settings.as_dict(),
         **method_identity(method, hparams, session.training),
-        "drop_path": session.training.get("drop_path", 0.0), **session.head_identity(),
+        "drop_path": session.training.get("drop_path", 0.0), **session.head_identity(), **session.numerics_identity(),
         "normalize": session.normalize, "backbone": session.backbone.identity(), "train_split": train_split,
         "train": session.split(train_split).images_id, "eval_splits": list(eval_splits),
     }
@@ -142,7 +143,7 @@ def run_final(session: TrainingSession, *, task: str, method: str, hparams: Mapp
                                   settings=settings, label=f"{task}/{method} seed {seed}", evaluate_diverged=True)
             metrics = seed_metrics(outcome, task=task, method=method, seed=seed, hparams=hparams,
                                    train_split=train_split, settings=settings, identity=identity,
-                                   device=str(session.device))
+                                   device=str(session.device), precision=session.effective_precision)
             write_run(directory, outcome, metrics)
             done = "ran"
         else:
@@ -151,6 +152,6 @@ def run_final(session: TrainingSession, *, task: str, method: str, hparams: Mapp
               f"{metrics['time_s']:.1f} s, {done}", file=sys.stderr)
         runs.append(metrics)
     summary = summarize(runs, task=task, method=method, hparams=hparams, train_split=train_split,
-                        device=str(session.device))
+                        device=str(session.device), precision=session.effective_precision)
     write_json(out_dir / "metrics.json", summary)
     return summary

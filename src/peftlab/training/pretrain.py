@@ -24,11 +24,11 @@ from peftlab.io import save_tensors, sha256_file, write_json
 from peftlab.provenance import ResourceMeter, provenance
 from peftlab.training.augment import RandomCropFlip
 from peftlab.training.evaluate import runner_logits, score
-from peftlab.training.forward import ModelRunner
+from peftlab.training.forward import ModelRunner, precision_used
 from peftlab.training.inputs import transform_for
 from peftlab.training.loop import FitSettings, fit
 from peftlab.training.records import finite_or_none
-from peftlab.training.session import seed_everything
+from peftlab.training.session import job_precision, seed_everything
 
 UPSTREAM_TASK = "upstream"
 PRETRAIN_DEFAULTS = {"epochs": 30, "warmup_epochs": 2, "batch_size": 256, "lr": 2e-3, "weight_decay": 0.05,
@@ -57,8 +57,9 @@ def run_pretrain(config: Mapping[str, Any], *, data_dir: str | Path, out_dir: st
     model = create_backbone(name, weights=None, num_classes=train.num_classes,
                             drop_path_rate=float(training.get("drop_path", 0.0))).to(device)
     model.requires_grad_(True)
+    precision = job_precision(training)
     runner = ModelRunner(model, transform_for(model, config["data"]["normalize"], device), device=device,
-                         compile=bool(training.get("compile", False)))
+                         compile=bool(training.get("compile", False)), precision=precision)
     settings = FitSettings(lr=float(settings_in["lr"]), weight_decay=float(settings_in["weight_decay"]),
                            epochs=int(settings_in["epochs"]), warmup_epochs=int(settings_in["warmup_epochs"]),
                            batch_size=int(settings_in["batch_size"]), lr_min=float(training["lr_min"]),
@@ -89,7 +90,7 @@ def run_pretrain(config: Mapping[str, Any], *, data_dir: str | Path, out_dir: st
         "val_accuracy": finite_or_none(val_score.accuracy), "val_loss": finite_or_none(val_score.loss),
         "train_loss": finite_or_none(result.train_loss),
         "epoch_train_loss": [finite_or_none(loss) for loss in result.epoch_losses],
-        **meter.read(), "provenance": provenance(str(device)),
+        **meter.read(), "provenance": provenance(str(device), precision_used(device, precision)),
     }
     write_json(out_dir / "card.json", card)
     return card

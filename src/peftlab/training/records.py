@@ -58,13 +58,13 @@ def finite_or_none(value: float | None, digits: int = 6) -> float | None:
 
 
 @functools.lru_cache(maxsize=8)
-def _process_provenance(device: str) -> dict[str, Any]:
+def _process_provenance(device: str, precision: str | None) -> dict[str, Any]:
     from peftlab.provenance import provenance
 
-    return provenance(device)
+    return provenance(device, precision)
 
 
-def stamp(device: str) -> dict[str, Any]:
-    """``peftlab.provenance.provenance(device)`` with a fresh timestamp; versions and git revision are read once
-    per process (reading package metadata costs ~40 ms a call, per trial file otherwise)."""
-    return dict(_process_provenance(device), created_unix=round(time.time(), 3))
+def stamp(device: str, precision: str | None = None) -> dict[str, Any]:
+    """``peftlab.provenance.provenance(device, precision)`` with a fresh timestamp; versions, git revision and GPU
+    name are read once per process (reading package metadata costs ~40 ms a call, per trial file otherwise)."""
+    return dict(_process_provenance(device, precision), created_unix=round(time.time(), 3))

@@ -41,7 +41,7 @@ def trial_material(session: TrainingSession, *, task: str, method: str, hparams:
     return {
         "task": task, "method": method, "settings": settings.as_dict(), "seed": seed,
         **method_identity(method, hparams, training),
-        "drop_path": training.get("drop_path", 0.0), **session.head_identity(),
+        "drop_path": training.get("drop_path", 0.0), **session.head_identity(), **session.numerics_identity(),
         "normalize": session.normalize, "backbone": session.backbone.identity(),
         "train": session.split(SEARCH_TRAIN_SPLIT).images_id, "val": session.split(SEARCH_VAL_SPLIT).images_id,
     }
@@ -73,7 +73,7 @@ class PlannedTrial:
 
 
 def trial_record(outcome: RunOutcome, trial: PlannedTrial, *, task: str, method: str, seed: int,
-                 device: str) -> dict[str, Any]:
+                 device: str, precision: str) -> dict[str, Any]:
     val = outcome.scores.get(SEARCH_VAL_SPLIT)
     return {
         "task": task, "method": method, "trial_id": trial.trial_id, "hparams": dict(trial.hparams),
@@ -87,7 +87,7 @@ def trial_record(outcome: RunOutcome, trial: PlannedTrial, *, task: str, method:
         "fit_group_size": outcome.resources.get("fit_group_size", 1), "training_path": outcome.training_path,
         "seed": seed, "epochs": trial.settings.epochs, "epochs_run": outcome.fit.epochs_run,
         "settings": trial.settings.as_dict(), "train_split": SEARCH_TRAIN_SPLIT, "eval_split": SEARCH_VAL_SPLIT,
-        "fingerprint": trial.fingerprint, "provenance": stamp(device),
+        "fingerprint": trial.fingerprint, "provenance": stamp(device, precision),
     }
 
 
@@ -131,7 +131,8 @@ def run_search(session: TrainingSession, *, task: str, method: str, points: Sequ
     for index, outcome in session.run_grid(method, [(trial.hparams, trial.settings) for trial in pending], seed=seed,
                                            train_split=SEARCH_TRAIN_SPLIT, eval_splits=[SEARCH_VAL_SPLIT]):
         trial = pending[index]
-        trial.record = trial_record(outcome, trial, task=task, method=method, seed=seed, device=str(session.device))
+        trial.record = trial_record(outcome, trial, task=task, method=method, seed=seed, device=str(session.device),
+                                    precision=session.effective_precision)
         write_json(trial.path, trial.record)
         log_trial(task, method, trial, "ran")
         bar.update()
@@ -144,7 +145,7 @@ def run_search(session: TrainingSession, *, task: str, method: str, points: Sequ
         "val_accuracy": best["val_accuracy"], "rule": SELECTION_RULE, "seed": seed,
         "trials": [{key: t[key] for key in ("trial_id", "hparams", "status", "val_accuracy", "val_loss",
                                             "trainable_params")} for t in trials],
-        "provenance": stamp(str(session.device)),
+        "provenance": stamp(str(session.device), session.effective_precision),
     }
     write_json(out_dir / "best.json", summary)
     return summary

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import random
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,15 +25,18 @@ import torch
 from torch import nn
 
 from peftlab.errors import PeftlabError
+from peftlab.hardware import NvidiaDriver, nvidia_driver
 from peftlab.io import sha256_file
 from peftlab.methods import CachePoint, attach, cache_point, count_parameters
 from peftlab.provenance import ResourceMeter
 from peftlab.training.cache import FrozenCache, compute_prefix, state_sha256, tensor_sha256
 from peftlab.training.evaluate import Score, runner_logits, score
 from peftlab.training.forward import (
+    DEFAULT_PRECISION,
     ModelRunner,
     check_frozen_blocks,
     draws_random_numbers,
+    precision_used,
     prefix_draws_random_numbers,
 )
 from peftlab.training.heads import init_head
@@ -44,23 +48,71 @@ FEATURES = CachePoint("features")
 MAX_FIT_GROUP = 8  # runs trained together at most: each holds its own copy of the backbone
 
 
-def resolve_device(name: str | None = None) -> torch.device:
-    """``cuda`` when there is a GPU (or as asked), else ``cpu``."""
+def resolve_device(name: str | None = None, *, source: str = "--device") -> torch.device:
+    """The device of a job: ``auto`` (or None) is CUDA when torch can use it, else the CPU; ``cuda``/``cuda:N``
+    is that GPU or a ``PeftlabError`` (raised before the job writes anything) saying why there is none.
+
+    ``auto`` falling back to the CPU on a machine with an NVIDIA driver is said on stderr: a driver that the torch
+    wheel cannot use would otherwise turn a GPU job into a days-long CPU job silently. ``source`` names where the
+    value came from (``--device``, or the config file and key) in the error."""
     if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise PeftlabError(f"--device {name}: no CUDA device is available")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        driver = nvidia_driver()
+        if driver is not None:
+            print(f"peftlab: warning: device auto runs on the CPU: {cuda_unavailable_reason(driver)}",
+                  file=sys.stderr)
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise PeftlabError(f"{source}: '{name}' is not a device (auto, cuda, cuda:N or cpu)") from None
+    if device.type not in ("cuda", "cpu"):
+        raise PeftlabError(f"{source}: '{name}' is not a device (auto, cuda, cuda:N or cpu)")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise PeftlabError(f"{source}: '{name}' asks for CUDA, but {cuda_unavailable_reason(nvidia_driver())}")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise PeftlabError(f"{source}: '{name}': this machine has {count} CUDA device(s)")
     return device
 
 
-def configure_torch(device: torch.device, threads: int | None = None) -> None:
-    """Thread count for the CPU; TF32 matmuls and convolutions on CUDA (bf16 autocast is in ``ModelRunner``)."""
+def cuda_unavailable_reason(driver: NvidiaDriver | None) -> str:
+    """Why torch has no CUDA device here, in one clause: no driver, or the driver and what torch was built for."""
+    if driver is None:
+        return ("this machine has no NVIDIA driver (no /proc/driver/nvidia/version, no nvidia-smi); run on a GPU "
+                "node or set training.device to auto or cpu")
+    built = torch.version.cuda
+    wheel = f"torch {torch.__version__} was built for CUDA {built}" if built else \
+        f"torch {torch.__version__} is a CPU-only build (torch.version.cuda is None)"
+    return (f"torch cannot use the {driver.describe()}: {wheel}; install a torch build for the driver's CUDA "
+            "version or update the driver")
+
+
+def job_device(training: Mapping[str, Any], *, config_path: str | Path, override: str | None = None
+               ) -> torch.device:
+    """A job's device: ``--device`` when given, else the config's ``training.device`` (default ``auto``)."""
+    if override is not None:
+        return resolve_device(override, source="--device")
+    return resolve_device(str(training.get("device", "auto")), source=f"{config_path}: key 'training.device'")
+
+
+def job_precision(training: Mapping[str, Any]) -> str:
+    """The config's ``training.precision`` (default ``bf16``: autocast on CUDA, float32 on the CPU)."""
+    return str(training.get("precision", DEFAULT_PRECISION))
+
+
+def configure_torch(device: torch.device, threads: int | None = None, precision: str = DEFAULT_PRECISION) -> None:
+    """Thread count for the CPU. On CUDA, TF32 matmuls and convolutions with ``bf16`` (the float32 parts of a
+    bf16-autocast step); none with ``fp32``, which is then float32 throughout, as the paper's code trains.
+    Autocast itself is ``ModelRunner``'s."""
     if threads:
         torch.set_num_threads(int(threads))
     if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        tf32 = precision_used(device, precision) == "bf16"
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
 
 
 def seed_everything(seed: int) -> None:
@@ -181,12 +233,13 @@ class TrainingSession:
 
     def __init__(self, *, task_dir: str | Path, backbone: BackboneSource, training: Mapping[str, Any],
                  normalize: bool | tuple, device: torch.device, cache: FrozenCache,
-                 show_progress: bool = True) -> None:
+                 show_progress: bool = True, precision: str = DEFAULT_PRECISION) -> None:
         self.task_dir = Path(task_dir)
         self.backbone = backbone
         self.training = dict(training)
         self.normalize = normalize
         self.device = device
+        self.precision = precision
         self.cache = cache
         self.show_progress = show_progress
         self._splits: dict[str, ResidentSplit] = {}
@@ -225,6 +278,16 @@ class TrainingSession:
         return check_frozen_blocks(str(self.training.get("frozen_blocks", "eval")))
 
     @property
+    def effective_precision(self) -> str:
+        """What the runs compute in (``bf16`` only with bf16 autocast on CUDA): written into provenance."""
+        return precision_used(self.device, self.precision)
+
+    def numerics_identity(self) -> dict[str, str]:
+        """For fingerprints: ``{"autocast": "bf16"}`` when runs use bf16 autocast, else nothing, so a run in bf16
+        is never kept for a float32 configuration (or the reverse), and float32 fingerprints stay as before."""
+        return {"autocast": "bf16"} if self.effective_precision == "bf16" else {}
+
+    @property
     def eval_batch_size(self) -> int:
         return int(self.training.get("eval_batch_size", 512))
 
@@ -255,14 +318,15 @@ class TrainingSession:
             return None
         return self.cache.prefix_outputs(model, point, split.images, images_id=split.images_id,
                                          backbone_id=self.backbone.identity(), transform=transform,
-                                         batch_size=self.eval_batch_size)
+                                         batch_size=self.eval_batch_size, precision=self.precision)
 
     def pretrained_features(self, model: nn.Module, split: ResidentSplit,
                             transform: InputTransform) -> torch.Tensor:
         """Pre-logit features of the pretrained backbone (call before attaching a method): shared cache entry."""
         rows = self.prefix_rows(model, FEATURES, split, transform)
         if rows is None:
-            rows = compute_prefix(model, FEATURES, split.images, transform=transform, batch_size=self.eval_batch_size)
+            rows = compute_prefix(model, FEATURES, split.images, transform=transform, batch_size=self.eval_batch_size,
+                                  precision=self.precision)
         return rows
 
     def prepare(self, method: str, hparams: Mapping[str, Any], *, seed: int, train_split: str) -> PreparedRun:
@@ -284,7 +348,7 @@ class TrainingSession:
                 return features, train.labels
             # The method gave the head another input (VQT): class means of what that head sees at the start.
             return compute_prefix(model, FEATURES, train.images, transform=transform,
-                                  batch_size=self.eval_batch_size), train.labels
+                                  batch_size=self.eval_batch_size, precision=self.precision), train.labels
 
         head_init = init_head(model, head_mode, prototype_inputs, head_file=self.head_file)
         prepared = PreparedRun(model=model, transform=transform, point=cache_point(model), train=train,
@@ -322,7 +386,7 @@ class TrainingSession:
                 reason += " (training.frozen_blocks is 'train', but the prefix draws no random numbers: same result)"
         if cached not in prepared.runners:
             prepared.runners[cached] = ModelRunner(model, prepared.transform, point=point, cached=cached,
-                                                   device=self.device,
+                                                   device=self.device, precision=self.precision,
                                                    compile=bool(self.training.get("compile", False)),
                                                    frozen_blocks=self.frozen_blocks)
         return prepared.runners[cached], (rows if cached else split.images), {"cached": cached, "reason": reason}
