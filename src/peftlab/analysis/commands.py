@@ -1,7 +1,8 @@
 """CLI: ``peftlab ensembles``, ``peftlab robustness`` and ``peftlab report``.
 
-Light at import (argparse only). ``ensembles`` and ``report`` never import torch (numpy, safetensors and
-matplotlib suffice); ``robustness`` loads torch, timm and the models inside its handler.
+Light at import (argparse only). ``ensembles`` never imports torch (numpy and safetensors suffice); ``report``
+reads each method's family from the method registry (which imports torch) and ``robustness`` loads torch, timm
+and the models, both inside their handlers.
 """
 
 from __future__ import annotations
