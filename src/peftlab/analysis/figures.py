@@ -228,7 +228,7 @@ def released_scatter(checks: Sequence[ReferenceCheck], colours: Mapping[str, tup
         for method in dict.fromkeys(r.method for r in rows):
             mine = [r for r in rows if r.method == method]
             ax.scatter([r.released_pct for r in mine], [100 * r.ours for r in mine], s=14, label=method,
-                       color=colours.get(method), edgecolors=["red" if r.flagged(check.tolerance_pts) else "none"
+                       color=colours.get(method, "0.55"), edgecolors=["red" if r.flagged(check.tolerance_pts) else "none"
                                                               for r in mine], zorder=3)
         ax.set_xlim(low, high)
         ax.set_ylim(low, high)

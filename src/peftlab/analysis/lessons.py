@@ -381,16 +381,36 @@ def lesson_manyshot(points: Sequence[ShotPoint], outcomes: Outcomes, backbone: P
 # --- lesson 4 -----------------------------------------------------------------------------------------------
 
 
-def _curve_replicates(resampler: Resampler, points: Sequence[CurvePoint]) -> tuple[np.ndarray, np.ndarray]:
-    """``[B, A]`` shift accuracy (mean of the shift sets) and balance along the curve, from binomial redraws of
-    each (seed, α, split) accuracy over its image count, then a draw of seeds."""
+def _curve_array(points: Sequence[CurvePoint]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-seed accuracies ``[S, A, P]`` (P: the test split, then the shift splits) and image counts ``[P]``."""
     splits = [TARGET_SPLIT, *sorted(points[0].per_shift)]
     accuracy = np.array([[[p.seed_accuracy[s][k] for s in splits] for p in points]
-                         for k in range(points[0].n_seeds)])  # [S, A, P]
-    counts = np.array([points[0].count[s] for s in splits])
-    drawn = resampler.seed_means(resampler.binomial_means(accuracy, counts))  # [B, A, P]
-    shift = drawn[..., 1:].mean(axis=-1)
-    return shift, (drawn[..., 0] + shift) / 2
+                         for k in range(points[0].n_seeds)])
+    return accuracy, np.array([points[0].count[s] for s in splits])
+
+
+def _task_curve_replicates(resampler: Resampler, curves: Mapping[str, Sequence[CurvePoint]]
+                           ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per method ``[B, A]`` shift accuracy (mean of the shift sets) and balance along its curve: each (seed, α,
+    split) accuracy redrawn as a binomial proportion over its image count, then the seeds redrawn. Where every
+    curve of the task starts from the same zero-shot model (equal α = 0 accuracies), α = 0 is drawn once for all,
+    so a tie there stays a tie in every replicate."""
+    arrays = {method: _curve_array(points) for method, points in curves.items()}
+    zero = {method: next((i for i, p in enumerate(points) if p.alpha == 0.0), None) for method, points in curves.items()}
+    starts = [(arrays[m][0][:, zero[m]], arrays[m][1]) for m in curves if zero[m] is not None]
+    shared = None
+    if len(starts) == len(curves) and all(a.shape == starts[0][0].shape and np.array_equal(a, starts[0][0])
+                                          and np.array_equal(c, starts[0][1]) for a, c in starts):
+        shared = resampler.binomial_means(*starts[0])  # [B, S, P]
+    result = {}
+    for method, (accuracy, counts) in arrays.items():
+        drawn = resampler.binomial_means(accuracy, counts)  # [B, S, A, P]
+        if shared is not None:
+            drawn[:, :, zero[method]] = shared
+        drawn = resampler.seed_means(drawn)  # [B, A, P]
+        shift = drawn[..., 1:].mean(axis=-1)
+        result[method] = (shift, (drawn[..., 0] + shift) / 2)
+    return result
 
 
 def lesson_robustness(curves: Mapping[tuple[str, str], Sequence[CurvePoint]], backbone: Precondition,
@@ -411,8 +431,8 @@ def lesson_robustness(curves: Mapping[tuple[str, str], Sequence[CurvePoint]], ba
                     and c[0].interpolation == "weights"}
     complete = sorted(m for m in weight_space if all((t, m) in curves for t in tasks))
     resampler = Resampler(resamples, _STREAMS[4])
-    replicates = {key: _curve_replicates(resampler, points) for key, points in sorted(curves.items())
-                  if key[0] in tasks}
+    replicates = {(task, method): value for task in tasks for method, value in _task_curve_replicates(
+        resampler, {m: points for (t, m), points in sorted(curves.items()) if t == task}).items()}
     advantages, advantages_b = [], []
     for task in tasks:
         peft = [m for (t, m), c in curves.items() if t == task and m not in BASELINES and endpoint(c, 1.0)]
@@ -442,7 +462,8 @@ def lesson_robustness(curves: Mapping[tuple[str, str], Sequence[CurvePoint]], ba
         pts(float(full_balance - peft_balance[best_peft])),
         100 * (full_b - np.max(np.stack(list(peft_b.values())), axis=0)), ">", LESSON4_MIN_BALANCE_ADVANTAGE_PTS))
     lesson.details.append("intervals: each curve accuracy redrawn as a binomial proportion over its test images "
-                          "(wise.csv keeps no per-image outcomes), seeds redrawn where there are several")
+                          "(wise.csv keeps no per-image outcomes; α = 0, the zero-shot model every curve shares, "
+                          "drawn once per task), seeds redrawn where there are several")
     return lesson
 
 

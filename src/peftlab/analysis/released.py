@@ -120,10 +120,15 @@ def settings_note(released: ReleasedResult, ours: Mapping[str, Any]) -> str:
 
 
 def _pick(candidates: Sequence[ReleasedResult], ours: Mapping[str, Any]) -> list[tuple[ReleasedResult, str]]:
-    """The released runs our run matches; if none does, the first with the note saying why."""
+    """The released runs our run matches; if none does, one row saying which settings were released."""
     notes = [(row, settings_note(row, ours)) for row in candidates]
     matching = [(row, "") for row, note in notes if not note]
-    return matching or notes[:1]
+    if matching or len(notes) < 2:
+        return matching or notes
+    effective = effective_hparams(candidates[0].method, ours)
+    released = {key: sorted({row.fixed[key] for row in candidates}) for key in candidates[0].fixed}
+    return [(candidates[0], "not compared: no released run at " + ", ".join(
+        f"{key}={effective.get(key)} (released: {', '.join(map(str, values))})" for key, values in released.items()))]
 
 
 def _index(rows: Iterable[ReleasedResult], key: Callable[[ReleasedResult], tuple]) -> dict[tuple, list]:

@@ -171,9 +171,9 @@ def build_document(config: Mapping[str, Any], config_path: str, results: Path, t
                     + "), ranked among themselves. ")))
     doc.add(figure("accuracy_vs_params", "Accuracy (mean of group means) against trainable parameters without head; "
                    "methods with results on every task.", "no method has results on every task"))
-    doc.add(Heading("What each method costs", anchor="costs"), costs_table(costs, [*ranked_methods(table, paper),
-                                                                                  *ranked_methods(table, extension)],
-                                                                       families))
+    doc.add(Heading("What each method costs", anchor="costs"))
+    doc.add(costs_table(costs, [*ranked_methods(table, paper), *ranked_methods(table, extension)], families)
+            if costs.methods else Paragraph("No final run's per-seed metrics file was found."))
     doc.add(*reference_blocks(checks, table, {
         "released_scatter": figure("released_scatter", "Ours against released, one point per compared result (red "
                                    "edge: beyond the tolerance); the grey band is ± the tolerance.",
