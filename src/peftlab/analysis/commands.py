@@ -42,6 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("--config", type=Path, default=Path("params.yaml"))
     report.add_argument("--results", type=Path, default=Path("results"), help="the results folder")
     report.add_argument("--out", type=Path, default=Path("reports"))
+    report.add_argument("--probe", type=Path, help="the backbone's linear-probe file, for the lessons' precondition "
+                        "(default: models/<backbone>/probe.json)")
     report.set_defaults(handler=report_command)
 
 
@@ -98,7 +100,7 @@ def report_command(args: argparse.Namespace) -> int:
     from peftlab.analysis.report import build_report
 
     config = _config(args.config)
-    metrics = build_report(config, args.results, args.out, config_path=str(args.config))
-    verdicts = ", ".join(f"{k}={v}" for k, v in metrics["lessons"].items())
+    metrics = build_report(config, args.results, args.out, config_path=str(args.config), probe_path=args.probe)
+    verdicts = ", ".join(f"{k}: {v}" for k, v in metrics["lesson_verdicts"].items())
     print(f"report → {args.out / 'index.html'} ({metrics['warnings']} warnings; {verdicts})")
     return 0

@@ -58,7 +58,6 @@ LESSON4_MIN_SHIFT_ADVANTAGE_PTS = 0.0  # PEFT's mean shift accuracy at α=1 minu
 LESSON4_MIN_BALANCE_ADVANTAGE_PTS = 0.0  # full's best WiSE-FT balance minus the best PEFT method's
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_ASSESSABLE = "holds", "does not hold", "inconclusive", "not assessable"
-VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_ASSESSABLE)
 PASSES, FAILS_CRITERION, STRADDLES = "passes", "fails", "inconclusive"
 
 # One resampling stream per lesson, so a change to one lesson's criteria leaves the others' intervals alone.
@@ -134,11 +133,6 @@ class Lesson:
             return NOT_ASSESSABLE
         states = {c.state for c in self.criteria}
         return FAILS if FAILS_CRITERION in states else INCONCLUSIVE if STRADDLES in states else HOLDS
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"number": self.number, "claim": self.claim, "verdict": self.verdict,
-                "preconditions": [p.__dict__ for p in self.preconditions],
-                "criteria": [c.as_dict() for c in self.criteria], "details": list(self.details)}
 
 
 CLAIMS = {
