@@ -17,6 +17,7 @@ MANIFEST = "data/shards/{task}/manifest.json"
 BACKBONE_DIR = "models/{backbone}"
 BACKBONE_WEIGHTS = "models/{backbone}/backbone.safetensors"
 BACKBONE_CARD = "models/{backbone}/card.json"
+BACKBONE_PROBE = "models/{backbone}/probe.json"  # linear-probe quality of the backbone (the probe step)
 
 SEARCH_DIR = "results/search/{task}/{method}"
 TRIALS_DIR = "results/search/{task}/{method}/trials"

@@ -64,6 +64,23 @@ def write_summary_metrics(directory: Path, task: str, method: str, per_seed: Seq
     })
 
 
+def write_seed_metrics(runs_dir: Path, seed: int, task: str, method: str, accuracy: float, method_params: int,
+                       *, time_s: float = 2.0, peak_memory_mb: float = 300.0, provenance: Mapping | None = None) -> Path:
+    """A per-seed ``metrics.json`` of a final or many-shot run (the fields the report reads)."""
+    return write_json(runs_dir / f"seed{seed}" / "metrics.json", {
+        "task": task, "method": method, "seed": seed, "accuracy": {"test": accuracy},
+        "trainable_params": {"total": method_params + 100, "method": method_params, "head": 100},
+        "time_s": time_s, "peak_memory_mb": peak_memory_mb,
+        "provenance": dict(provenance or {"device": "cpu", "precision": "fp32", "gpu_name": None}),
+    })
+
+
+def write_probe(path: Path, gain: float) -> Path:
+    """A backbone ``probe.json`` (CONTRACTS.md item 3) with the given gain over random init (points)."""
+    return write_json(path, {"tasks": {}, "mean": {"pretrained": 50.0 + gain, "random_init": 50.0, "raw_pixels": 52.0},
+                             "gain_vs_random_init": gain, "settings": {}, "provenance": {}})
+
+
 def _stats(values: Sequence[float]) -> dict:
     return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
             "per_seed": list(values)}
@@ -115,6 +132,22 @@ def _tree_logits(task_index: int, method_index: int, seed: int, level: float, la
     return one_hot_logits(predicted, 1 + 3 * rng.random(len(labels)), TREE_CLASSES)
 
 
+TREE_TIME_S = {"linear": 1.0, "full": 9.0, "lora": 4.0, "bitfit": 3.0, "vpt_deep": 5.0}  # per seed run
+
+
+def _tree_runs(directory: Path, task: str, task_index: int, method: str, level: float,
+               labels: np.ndarray) -> list[float]:
+    """Every seed's logits and per-seed metrics under ``directory/runs``; returns the per-seed accuracies."""
+    per_seed = []
+    for seed in TREE_SEEDS:
+        logits = _tree_logits(task_index, TREE_METHODS.index(method), seed, level, labels)
+        write_logits(directory / "runs" / f"seed{seed}" / "logits.safetensors", {"test": (logits, labels)})
+        per_seed.append(float((logits.argmax(1) == labels).mean()))
+        write_seed_metrics(directory / "runs", seed, task, method, per_seed[-1], TREE_PARAMS[method],
+                           time_s=TREE_TIME_S[method], peak_memory_mb=100.0 * (1 + seed) + TREE_PARAMS[method] / 1000)
+    return per_seed
+
+
 def write_results_tree(results: Path, config: dict) -> dict[tuple[str, str], list[float]]:
     """Final runs (logits, per-seed and summary metrics), searches, ensembles, WiSE-FT and many-shot files.
 
@@ -124,12 +157,8 @@ def write_results_tree(results: Path, config: dict) -> dict[tuple[str, str], lis
     labels = np.arange(TREE_TEST_SIZE) % TREE_CLASSES
     written = {}
     for t, task in enumerate(TREE_TASKS):
-        for m, method in enumerate(TREE_METHODS):
-            per_seed = []
-            for seed in TREE_SEEDS:
-                logits = _tree_logits(t, m, seed, TREE_LEVEL[method], labels)
-                write_logits(run_logits_path(results, task, method, seed), {"test": (logits, labels)})
-                per_seed.append(float((logits.argmax(1) == labels).mean()))
+        for method in TREE_METHODS:
+            per_seed = _tree_runs(results / "final" / task / method, task, t, method, TREE_LEVEL[method], labels)
             written[(task, method)] = per_seed
             hparams = {"lr": 1e-3, "weight_decay": 1e-4, **({"rank": 8} if method == "lora" else {})}
             write_summary_metrics(results / "final" / task / method, task, method, per_seed, TREE_PARAMS[method],
@@ -153,7 +182,8 @@ def write_results_tree(results: Path, config: dict) -> dict[tuple[str, str], lis
                        [dict(r, interpolation=interpolation, head_source="head_init") for r in rows])
     for size, bonus in ((2000, 0.05), (6000, 0.10)):
         for method in ("linear", "full", "lora", "bitfit"):
-            write_summary_metrics(results / "manyshot" / "digits" / str(size) / method, "digits", method,
-                                  [TREE_LEVEL[method] + bonus, TREE_LEVEL[method] + bonus + 0.01],
-                                  TREE_PARAMS[method], train_split=f"manyshot-{size}")
+            directory = results / "manyshot" / "digits" / str(size) / method
+            per_seed = _tree_runs(directory, "digits", 100 + size, method, TREE_LEVEL[method] + bonus, labels)
+            write_summary_metrics(directory, "digits", method, per_seed, TREE_PARAMS[method],
+                                  train_split=f"manyshot-{size}")
     return written

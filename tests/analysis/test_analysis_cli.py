@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import yaml
-from analysis_fixtures import tree_config, write_results_tree
+from analysis_fixtures import tree_config, write_probe, write_results_tree
 
 from peftlab.cli import main
 
@@ -26,9 +26,12 @@ def test_ensembles_and_report_commands(tmp_path, capsys):
     assert "cells: 5 methods" in capsys.readouterr().out
     assert json.loads((out / "summary.json").read_text())["seed"] == 1
 
+    probe = write_probe(tmp_path / "probe.json", gain=12.0)  # below the lessons' precondition
     assert main(["report", "--config", str(config_path), "--results", str(results),
-                 "--out", str(tmp_path / "reports")]) == 0
-    assert "report →" in capsys.readouterr().out
+                 "--out", str(tmp_path / "reports"), "--probe", str(probe)]) == 0
+    printed = capsys.readouterr().out
+    assert "report →" in printed and "lesson1: not assessable" in printed
+    assert "gain 12.0 pts" in (tmp_path / "reports" / "index.md").read_text()
     assert (tmp_path / "reports" / "index.html").is_file()
 
 

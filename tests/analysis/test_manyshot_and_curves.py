@@ -53,11 +53,11 @@ def wise_rows(method, seeds=(0, 1), kind="weights"):
     for seed in seeds:
         for alpha in (0.0, 1.0):
             rows += [{"method": method, "seed": seed, "alpha": alpha, "split": "test", "accuracy": 0.5 + 0.3 * alpha
-                      + 0.1 * seed, "interpolation": kind},
-                     {"method": method, "seed": seed, "alpha": alpha, "split": "shift-a", "accuracy": 0.4,
+                      + 0.1 * seed, "n": 200, "interpolation": kind},
+                     {"method": method, "seed": seed, "alpha": alpha, "split": "shift-a", "accuracy": 0.4, "n": 50,
                       "interpolation": kind},
                      {"method": method, "seed": seed, "alpha": alpha, "split": "shift-b", "accuracy": 0.2 * alpha,
-                      "interpolation": kind}]
+                      "n": 80, "interpolation": kind}]
     return rows
 
 
@@ -68,6 +68,17 @@ def test_curve_averages_seeds_and_shift_sets(tmp_path):
     assert points[1].target == pytest.approx(0.85) and points[1].shift == pytest.approx(0.3)
     assert points[1].per_shift == pytest.approx({"shift-a": 0.4, "shift-b": 0.2})
     assert best_balance(points).alpha == 1.0
+    assert {split: pytest.approx(values) for split, values in points[1].seed_accuracy.items()} == {
+        "test": (0.8, 0.9), "shift-a": (0.4, 0.4), "shift-b": (0.2, 0.2)}
+    assert points[1].count == {"test": 200, "shift-a": 50, "shift-b": 80}  # for the lessons' binomial redraws
+
+
+def test_a_split_scored_on_different_image_counts_is_an_error(tmp_path):
+    rows = wise_rows("lora")
+    rows[-1]["n"] = 81
+    path = write_wise_csv(tmp_path / "wise.csv", rows)
+    with pytest.raises(PeftlabError, match=r"each split must score one positive number of images; got \{'shift-b'"):
+        curve("t", "lora", read_wise_csv(path), path)
 
 
 def test_curves_with_mismatched_seeds_or_without_a_shift_split_are_errors(tmp_path):

@@ -4,25 +4,37 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
-from analysis_fixtures import TREE_METHODS, TREE_TASKS, tree_config, write_json, write_results_tree
+from analysis_fixtures import (
+    TREE_METHODS,
+    TREE_PARAMS,
+    TREE_SEEDS,
+    TREE_TASKS,
+    TREE_TIME_S,
+    tree_config,
+    write_json,
+    write_probe,
+    write_results_tree,
+)
 from chromium import chromium_binary, inspect, screenshot
 
 from peftlab.analysis.inputs import Notices
 from peftlab.analysis.main_table import collect_main_table
-from peftlab.analysis.report import build_report, main_table_block
+from peftlab.analysis.report import build_report
+from peftlab.analysis.sections import main_table_block
 from peftlab.errors import PeftlabError
 
 REPO = Path(__file__).resolve().parents[2]
 FIGURES = {"accuracy_vs_params.png", "pairwise.png", "ensemble_gains.png", "wise_ft.png", "manyshot.png",
            "manyshot_params.png"}
-TABLES = {"main_table.csv", "main_averages.csv", "hparams.csv", "agreement.csv", "ensembles.csv", "wise_curves.csv",
-          "manyshot.csv", "lessons.csv"}
+TABLES = {"main_table.csv", "main_averages.csv", "hparams.csv", "costs.csv", "agreement.csv", "ensembles.csv",
+          "wise_curves.csv", "manyshot.csv", "lessons.csv"}
 GROUPS = {"digits": "Natural", "textures": "Natural", "cells": "Specialized", "clevr_count": "Structured",
           "mystery": "Other"}
 
@@ -32,7 +44,8 @@ def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
     config = tree_config(REPO / "params.yaml")
     written = write_results_tree(root / "results", config)
-    metrics = build_report(config, root / "results", root / "reports")
+    probe = write_probe(root / "models" / "probe.json", gain=30.0)
+    metrics = build_report(config, root / "results", root / "reports", probe_path=probe)
     return root, config, written, metrics
 
 
@@ -69,11 +82,17 @@ class TableReader(HTMLParser):
             self.cell += data
 
 
-def main_table(html: str) -> dict[str, dict[str, str]]:
-    reader = TableReader("main-table")
+def html_table(html: str, table_id: str = "main-table") -> dict[str, dict[str, str]]:
+    """Rows of the table with that id, keyed by their "Method" cell (or first cell), in document order."""
+    reader = TableReader(table_id)
     reader.feed(html)
     header, *rows = reader.rows
-    return {row[0]: dict(zip(header, row, strict=True)) for row in rows}
+    key = header.index("Method") if "Method" in header else 0
+    return {row[key]: dict(zip(header, row, strict=True)) for row in rows}
+
+
+def main_table(html: str) -> dict[str, dict[str, str]]:
+    return html_table(html, "main-table")
 
 
 def test_report_writes_every_output(built):
@@ -94,7 +113,9 @@ def test_main_table_numbers_equal_the_metrics_files(built):
     root, _, written, _ = built
     html = (root / "reports" / "index.html").read_text()
     table = main_table(html)
-    assert list(table) == list(TREE_METHODS)
+    means = {m: np.mean([np.mean(written[(t, m)]) for t in TREE_TASKS]) for m in TREE_METHODS}
+    assert list(table) == sorted(TREE_METHODS, key=lambda m: -means[m])  # ranked by the mean of all tasks
+    assert [table[m]["Rank"] for m in table] == ["1", "2", "3", "4", "5"]
     for (task, method), per_seed in written.items():
         metrics = json.loads((root / "results" / "final" / task / method / "metrics.json").read_text())
         mean, std = metrics["accuracy"]["test"]["mean"], metrics["accuracy"]["test"]["std"]
@@ -135,10 +156,49 @@ def test_lessons_section_states_a_computed_verdict_for_each_lesson(built):
         assert f"### Lesson {number}:" in text
     verdicts = [line for line in text.splitlines() if line.startswith("Verdict: ")]
     assert len(verdicts) == 4
-    expected = {True: "**holds**", False: "**does not hold**", None: "**not assessable**"}
-    for line, key in zip(verdicts, sorted(metrics["lessons"]), strict=True):
-        assert line.startswith(f"Verdict: {expected[metrics['lessons'][key]]}")
+    for line, key in zip(verdicts, sorted(metrics["lesson_verdicts"]), strict=True):
+        assert line.startswith(f"Verdict: **{metrics['lesson_verdicts'][key]}**")
+        assert metrics["lessons"][f"{key}_holds"] == {"holds": True, "does not hold": False}.get(
+            metrics["lesson_verdicts"][key])
     assert "needs ≤ 2" in text and "needs ≥ −1" in text  # thresholds printed beside the values
+    assert "95% CI [" in text and "Precondition met: a pretrained backbone" in text  # the probe file of the fixture
+    with (root / "reports" / "tables" / "lessons.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 7 and all(float(r["interval_low"]) <= float(r["interval_high"]) for r in rows)
+    assert {r["state"] for r in rows} <= {"passes", "fails", "inconclusive"}
+
+
+def test_costs_and_devices_come_from_the_per_seed_metrics(built):
+    root, *_ = built
+    html = (root / "reports" / "index.html").read_text()
+    costs = html_table(html, "costs-table")
+    runs = len(TREE_TASKS) * len(TREE_SEEDS)
+    for method in TREE_METHODS:
+        assert costs[method]["Runs"] == str(runs)
+        assert costs[method]["Train time per run (s)"] == f"{TREE_TIME_S[method]:.1f}"
+        assert costs[method]["Train time, all runs (s)"] == f"{TREE_TIME_S[method] * runs:.0f}"
+        # the fixture's peak memory is 100 MB × (1 + seed) + params / 1000: the highest is seed 1's
+        assert costs[method]["Peak memory (MB)"] == f"{200 + TREE_PARAMS[method] / 1000:.0f}"
+    assert f"cpu, fp32: {runs * len(TREE_METHODS)} runs" in html  # the header, from the files' provenance
+
+
+def test_main_table_marks_the_best_of_each_column_and_scores_ppt(built):
+    root, _, written, _ = built
+    html = (root / "reports" / "index.html").read_text()
+    reader = TableReader("main-table")
+    reader.feed(html)
+    table = main_table(html)
+    for method, row in table.items():
+        mean = np.mean([np.mean(written[(t, method)]) for t in TREE_TASKS])  # fraction
+        params = TREE_PARAMS[method]
+        expected = (100 * mean / 100) * np.exp(-np.log10(params / 1e7 + 1))  # V-PETL Bench's PPT, M in %
+        assert row["PPT"] == f"{expected:.3f}"
+    marked = re.findall(r'<td class="best">([^<]*)</td>', html.split('id="main-table"')[1].split("</table>")[0])
+    for task in TREE_TASKS:
+        best = max(np.mean(written[(task, m)]) for m in TREE_METHODS)
+        assert f"{100 * best:.2f}" in {cell.split(" ")[0] for cell in marked}
+    best_of_tasks = max(table[m]["Mean of 5 tasks"] for m in table)
+    assert best_of_tasks in marked and "**" + best_of_tasks + "**" in (root / "reports" / "index.md").read_text()
 
 
 def test_html_is_self_contained(built):
@@ -216,6 +276,24 @@ def test_a_diverged_method_is_left_out_with_a_warning(tmp_path):
     notices = Notices()
     table = collect_main_table(config, tmp_path / "results", notices)
     assert table.cell("mystery", "vpt_deep") is None and table.mean_of_tasks("vpt_deep") is None
-    assert main_table_block(table).rows[-1][TREE_TASKS.index("mystery") + 1] == "–"
+    last = main_table_block(table).rows[-1]  # a method without a mean of all tasks ranks last, unranked
+    assert last[:2] == ["–", "vpt_deep"] and last[2 + TREE_TASKS.index("mystery")] == "–"
     assert [n.message for n in notices] == [f"{diverged}: no finite accuracy for split 'test' (every seed "
                                             "diverged?): cell left empty"]
+
+
+def test_extension_methods_are_kept_out_of_the_papers_table(tmp_path):
+    config = fresh_tree(tmp_path)
+    results = tmp_path / "results"
+    for task in TREE_TASKS:  # DoRA (family "peftlab") with LoRA's numbers
+        for stage in ("final", "search"):
+            shutil.copytree(results / stage / task / "lora", results / stage / task / "dora")
+    config["study"]["methods"].append("dora")
+    build_report(config, results, tmp_path / "reports")
+    html = (tmp_path / "reports" / "index.html").read_text()
+    assert "dora" not in main_table(html) and set(main_table(html)) == set(TREE_METHODS)
+    extension = html_table(html, "extension-table")
+    assert list(extension) == ["dora"] and extension["dora"]["Rank"] == "1"
+    assert extension["dora"]["Mean of 5 tasks"] == main_table(html)["lora"]["Mean of 5 tasks"]
+    assert "Extension methods (not in the paper)" in html and "dora: peftlab" in html
+    assert html_table(html, "costs-table")["dora"]["Family"] == "peftlab"

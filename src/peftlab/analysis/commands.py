@@ -1,7 +1,8 @@
 """CLI: ``peftlab ensembles``, ``peftlab robustness`` and ``peftlab report``.
 
-Light at import (argparse only). ``ensembles`` and ``report`` never import torch (numpy, safetensors and
-matplotlib suffice); ``robustness`` loads torch, timm and the models inside its handler.
+Light at import (argparse only). ``ensembles`` never imports torch (numpy and safetensors suffice); ``report``
+reads each method's family from the method registry (which imports torch) and ``robustness`` loads torch, timm
+and the models, both inside their handlers.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("--config", type=Path, default=Path("params.yaml"))
     report.add_argument("--results", type=Path, default=Path("results"), help="the results folder")
     report.add_argument("--out", type=Path, default=Path("reports"))
+    report.add_argument("--probe", type=Path, help="the backbone's linear-probe file, for the lessons' precondition "
+                        "(default: models/<backbone>/probe.json)")
     report.set_defaults(handler=report_command)
 
 
@@ -98,7 +101,7 @@ def report_command(args: argparse.Namespace) -> int:
     from peftlab.analysis.report import build_report
 
     config = _config(args.config)
-    metrics = build_report(config, args.results, args.out, config_path=str(args.config))
-    verdicts = ", ".join(f"{k}={v}" for k, v in metrics["lessons"].items())
+    metrics = build_report(config, args.results, args.out, config_path=str(args.config), probe_path=args.probe)
+    verdicts = ", ".join(f"{k}: {v}" for k, v in metrics["lesson_verdicts"].items())
     print(f"report → {args.out / 'index.html'} ({metrics['warnings']} warnings; {verdicts})")
     return 0

@@ -16,7 +16,8 @@ import numpy as np
 from peftlab.analysis.ensemble_results import TaskEnsembles
 from peftlab.analysis.main_table import MainTable
 from peftlab.analysis.manyshot import ShotPoint, largest_size_points
-from peftlab.analysis.wise_results import CurvePoint
+from peftlab.analysis.released import ReferenceCheck
+from peftlab.analysis.wise_results import TARGET_SPLIT, CurvePoint
 from peftlab.io import atomic_path
 
 DPI = 110
@@ -207,4 +208,70 @@ def manyshot_params(points: Sequence[ShotPoint], colours: Mapping[str, tuple], p
         _scatter_by_params(ax, [(p.method, p.method_params, 100 * p.accuracy_mean) for p in largest[task]], colours)
         ax.set_title(f"{task}: at {largest[task][0].size} training images", fontsize=9)
         ax.set_ylabel("test accuracy (%)", fontsize=8)
+    return _save(fig, path)
+
+
+def released_scatter(checks: Sequence[ReferenceCheck], colours: Mapping[str, tuple], path: Path) -> Path | None:
+    """Ours (y) against released (x) per compared result, one panel per released table; the band is ± tolerance."""
+    panels = [c for c in checks if c.table != "clip_wise" and c.compared]
+    if not panels:
+        return None
+    fig, axes = _grid(len(panels), width=4.8, height=4.4, max_cols=3)
+    for ax, check in zip(axes, panels, strict=True):
+        rows = check.compared
+        low = min(min(r.released_pct, 100 * r.ours) for r in rows) - 2
+        high = max(max(r.released_pct, 100 * r.ours) for r in rows) + 2
+        line = np.array([low, high])
+        ax.fill_between(line, line - check.tolerance_pts, line + check.tolerance_pts, color="0.9", zorder=0,
+                        label=f"± {check.tolerance_pts:g} pts")
+        ax.plot(line, line, color="0.4", linewidth=0.8)
+        for method in dict.fromkeys(r.method for r in rows):
+            mine = [r for r in rows if r.method == method]
+            ax.scatter([r.released_pct for r in mine], [100 * r.ours for r in mine], s=14, label=method,
+                       color=colours.get(method, "0.55"), edgecolors=["red" if r.flagged(check.tolerance_pts) else "none"
+                                                              for r in mine], zorder=3)
+        ax.set_xlim(low, high)
+        ax.set_ylim(low, high)
+        ax.set_title(f"{check.table}: ours vs released ({len(rows)} results, {len(check.flagged)} flagged)",
+                     fontsize=9)
+        ax.set_xlabel("released (%)", fontsize=8)
+        ax.set_ylabel("ours (%)", fontsize=8)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=6, ncol=2)
+    return _save(fig, path)
+
+
+def released_wise(check: ReferenceCheck | None, colours: Mapping[str, tuple], path: Path) -> Path | None:
+    """Per method: our WiSE-FT curve (solid) and the released one (dashed), target against mean shift accuracy
+    over the test sets both have, at the α both have."""
+    if check is None:
+        return None
+    curves: dict[str, dict[float, list]] = {}
+    for row in check.compared:
+        curves.setdefault(row.method, {}).setdefault(row.alpha, []).append(row)
+    drawable = {}
+    for method, by_alpha in curves.items():
+        points = []
+        for _, rows in sorted(by_alpha.items()):
+            target = [r for r in rows if r.split == TARGET_SPLIT]
+            shifts = [r for r in rows if r.split != TARGET_SPLIT]
+            if target and shifts:
+                points.append((100 * target[0].ours, float(np.mean([100 * r.ours for r in shifts])),
+                               target[0].released_pct, float(np.mean([r.released_pct for r in shifts]))))
+        if len(points) > 1:
+            drawable[method] = np.array(points)
+    if not drawable:
+        return None
+    fig, axes = _grid(len(drawable), width=4.0, height=3.6, max_cols=4)
+    for ax, (method, points) in zip(axes, drawable.items(), strict=True):
+        colour = colours.get(method)
+        ax.plot(points[:, 0], points[:, 1], "-", marker=".", color=colour, label="ours")
+        ax.plot(points[:, 2], points[:, 3], "--", marker=".", color=colour, alpha=0.6, label="released")
+        for x, y in ((0, 1), (2, 3)):
+            ax.scatter([points[0, x]], [points[0, y]], facecolors="none", edgecolors=colour, s=50, zorder=3)
+        ax.set_title(f"{method} (ring: α = 0)", fontsize=9)
+        ax.set_xlabel("target (test) accuracy (%)", fontsize=8)
+        ax.set_ylabel("mean shift accuracy (%)", fontsize=8)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
     return _save(fig, path)

@@ -78,21 +78,21 @@ class SplitLogits:
 
 def load_split_logits(path: str | Path, split: str = "test") -> SplitLogits:
     """``<split>.logits`` [N, C] and ``<split>.labels`` [N] from a logits file, shape-checked."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
+    from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     if not path.is_file():
         raise MissingInput(f"{path}: logits file not found")
-    try:
-        tensors = load_file(str(path))
+    logits_key, labels_key = f"{split}.logits", f"{split}.labels"
+    try:  # only the split asked for: a CLIP run's file also holds every shift set's [N, 1000] logits
+        with safe_open(str(path), framework="numpy") as handle:
+            keys = set(handle.keys())
+            for key in (logits_key, labels_key):
+                if key not in keys:
+                    raise PeftlabError(f"{path}: no tensor '{key}' (has: {', '.join(sorted(keys)) or 'none'})")
+            logits, labels = handle.get_tensor(logits_key), handle.get_tensor(labels_key)
     except (SafetensorError, OSError, ValueError) as exc:
         raise PeftlabError(f"{path}: not a readable safetensors file ({exc})") from None
-    logits_key, labels_key = f"{split}.logits", f"{split}.labels"
-    for key in (logits_key, labels_key):
-        if key not in tensors:
-            raise PeftlabError(f"{path}: no tensor '{key}' (has: {', '.join(sorted(tensors)) or 'none'})")
-    logits, labels = tensors[logits_key], tensors[labels_key]
     if logits.ndim != 2 or labels.ndim != 1 or logits.shape[0] != labels.shape[0] or logits.shape[0] == 0:
         raise PeftlabError(
             f"{path}: '{logits_key}' must be [N, C] and '{labels_key}' [N] with N > 0; got {list(logits.shape)} "
@@ -120,6 +120,18 @@ def read_summary_metrics(path: str | Path) -> dict[str, Any]:
     return metrics
 
 
+def read_probe(path: str | Path) -> dict[str, Any] | None:
+    """A backbone's ``probe.json`` (linear-probe accuracies of its frozen features), or None when absent."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    probe = read_json(path, what="backbone probe file")
+    if not isinstance(probe, dict):
+        raise PeftlabError(f"{path}: a backbone probe file must hold an object")
+    require_keys(probe, ("gain_vs_random_init",), str(path))
+    return probe
+
+
 def read_best(path: str | Path) -> dict[str, Any]:
     """A search's ``best.json``: the selected hyper-parameters and their validation accuracy."""
     best = read_json(path, what="search result (best.json)")
@@ -138,6 +150,18 @@ def split_accuracy(metrics: Mapping[str, Any], split: str, source: str | Path) -
         raise MissingInput(f"{source}: no finite accuracy for split '{split}' (every seed diverged?)")
     return {"mean": float(value["mean"]), "std": float(value.get("std") or 0.0),
             "per_seed": list(value.get("per_seed") or [])}
+
+
+def finite_seeds(metrics: Mapping[str, Any], accuracy: Mapping[str, Any], source: str | Path) -> tuple[int, ...]:
+    """The seeds of a summary metrics file whose accuracy (``split_accuracy``'s ``per_seed``) is finite: the
+    seeds its mean averages (a diverged seed is left out of it)."""
+    seeds, per_seed = metrics.get("seeds"), accuracy["per_seed"]
+    if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise PeftlabError(f"{source}: key 'seeds' must be a list of integers, got {seeds!r}")
+    if per_seed and len(per_seed) != len(seeds):
+        raise PeftlabError(f"{source}: {len(per_seed)} per-seed accuracies for {len(seeds)} seeds {seeds}")
+    return tuple(seed for seed, value in zip(seeds, per_seed or [0.0] * len(seeds), strict=True)
+                 if value is not None)
 
 
 def method_params(metrics: Mapping[str, Any], source: str | Path) -> int:

@@ -18,6 +18,7 @@ import numpy as np
 from peftlab.analysis.inputs import (
     MissingInput,
     Notices,
+    finite_seeds,
     mean_or_none,
     method_params,
     read_best,
@@ -43,6 +44,7 @@ class Cell:
     hparams: dict[str, Any]
     val_accuracy: float | None
     source: Path
+    seeds: tuple[int, ...] = ()  # the seeds with a finite test accuracy (those the mean averages)
 
 
 @dataclass
@@ -128,7 +130,7 @@ def collect_main_table(config: Mapping[str, Any], results: str | Path, notices: 
             table.cells[(task, method)] = Cell(
                 mean=accuracy["mean"], std=accuracy["std"], per_seed=accuracy["per_seed"],
                 method_params=method_params(metrics, metrics_path), hparams=hparams,
-                val_accuracy=val_accuracy, source=metrics_path,
+                val_accuracy=val_accuracy, source=metrics_path, seeds=finite_seeds(metrics, accuracy, metrics_path),
             )
     return table
 

@@ -9,11 +9,19 @@ trained on train800val200 = 1000 images). The size of a point is read from the r
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peftlab.analysis.inputs import Notices, method_params, read_summary_metrics, result_path, split_accuracy
+from peftlab.analysis.inputs import (
+    Notices,
+    finite_seeds,
+    method_params,
+    read_summary_metrics,
+    result_path,
+    split_accuracy,
+)
+from peftlab.analysis.main_table import format_hparams
 from peftlab.errors import PeftlabError
 from peftlab.paths import FINAL_METRICS, MANYSHOT_METRICS
 
@@ -33,9 +41,11 @@ class ShotPoint:
     accuracy_std: float
     n_seeds: int
     method_params: int
+    seeds: tuple[int, ...] = ()  # those with a finite test accuracy (the ones averaged)
+    hparams: dict[str, Any] = field(default_factory=dict)  # the run's hyper-parameters (its metrics file)
 
     def as_row(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "seeds": ";".join(map(str, self.seeds)), "hparams": format_hparams(self.hparams)}
 
 
 def training_size(train_split: str, source: str | Path) -> int:
@@ -62,7 +72,8 @@ def _point(metrics_path: Path, task: str, method: str, source: str, expected_siz
                            f"folder of size {expected_size}")
     accuracy = split_accuracy(metrics, "test", metrics_path)
     return ShotPoint(task, method, size, source, accuracy["mean"], accuracy["std"],
-                     len(accuracy["per_seed"]) or 1, method_params(metrics, metrics_path))
+                     len(accuracy["per_seed"]) or 1, method_params(metrics, metrics_path),
+                     finite_seeds(metrics, accuracy, metrics_path), dict(metrics.get("hparams") or {}))
 
 
 def collect_manyshot(config: Mapping[str, Any], results: str | Path,

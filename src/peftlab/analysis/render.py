@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +31,10 @@ class BulletList:
     items: Sequence[str]
 
 
+BEST_CLASS = "best"
+FLAGGED_CLASS = "flagged"
+
+
 @dataclass(frozen=True)
 class Table:
     header: Sequence[str]
@@ -39,6 +43,8 @@ class Table:
     element_id: str | None = None
     collapsed: bool = False  # long tables: folded in HTML (<details>), full in Markdown
     row_classes: Sequence[str] = ()
+    # (row, column) -> CSS class; "best" cells are also bold in Markdown, "flagged" ones carry their own marker
+    cell_classes: Mapping[tuple[int, int], str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,10 @@ def _md_cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _md_marked(block: Table, row: int, column: int, text: str) -> str:
+    return f"**{text}**" if block.cell_classes.get((row, column)) == BEST_CLASS else text
+
+
 def to_markdown(document: Document, report_dir: Path) -> str:
     lines = [f"# {document.title}", ""]
     for block in document.blocks:
@@ -87,7 +97,8 @@ def to_markdown(document: Document, report_dir: Path) -> str:
                 lines += [f"*{block.caption}*", ""]
             lines.append("| " + " | ".join(_md_cell(h) for h in block.header) + " |")
             lines.append("|" + "|".join("---" for _ in block.header) + "|")
-            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in block.rows]
+            lines += ["| " + " | ".join(_md_cell(_md_marked(block, r, c, text)) for c, text in enumerate(row)) + " |"
+                      for r, row in enumerate(block.rows)]
             lines.append("")
         elif isinstance(block, Figure):
             relative = block.path.relative_to(report_dir).as_posix()
@@ -114,7 +125,8 @@ figure { margin: 12px 0 20px; } figure img { max-width: 100%; border: 1px solid 
 figcaption { font-size: 0.9em; color: #444; }
 .warnings { background: #fff7e6; border: 1px solid #f0c36d; padding: 8px 14px; border-radius: 4px; }
 .verdict-holds { color: #17643a; font-weight: 700; } .verdict-does-not-hold { color: #a32020; font-weight: 700; }
-.verdict-not-assessable { color: #8a6d00; font-weight: 700; }
+.verdict-not-assessable { color: #8a6d00; font-weight: 700; } .verdict-inconclusive { color: #1f4f8a; font-weight: 700; }
+td.best { font-weight: 700; background: #e6f3e9; } td.flagged { background: #fbe4e4; color: #8a1c1c; }
 """
 
 
@@ -134,7 +146,11 @@ def _html_table(block: Table) -> str:
     for index, row in enumerate(block.rows):
         css = block.row_classes[index] if index < len(block.row_classes) and block.row_classes[index] else ""
         cls = f' class="{_esc(css)}"' if css else ""
-        body.append(f"<tr{cls}>" + "".join(f"<td>{_esc(c)}</td>" for c in row) + "</tr>")
+        cells = []
+        for column, text in enumerate(row):
+            css_cell = block.cell_classes.get((index, column))
+            cells.append(f'<td class="{_esc(css_cell)}">{_esc(text)}</td>' if css_cell else f"<td>{_esc(text)}</td>")
+        body.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
     table = (f'<div class="table-wrap"><table{table_id}>{caption}<thead><tr>{head}</tr></thead>'
              f"<tbody>{''.join(body)}</tbody></table></div>")
     if block.collapsed:
@@ -146,7 +162,7 @@ def _html_table(block: Table) -> str:
 def _verdict_markup(text: str) -> str:
     """Escaped text, with the verdict words of the lessons section coloured."""
     escaped = _esc(text)
-    for verdict in ("does not hold", "not assessable", "holds"):
+    for verdict in ("does not hold", "not assessable", "inconclusive", "holds"):
         token = f"**{verdict}**"
         if token in escaped:
             css = "verdict-" + verdict.replace(" ", "-")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from peftlab.paths import ROBUSTNESS_CSV
 
 TARGET_SPLIT = "test"
 SHIFT_PREFIX = "shift-"
-REQUIRED_COLUMNS = ("method", "seed", "alpha", "split", "accuracy", "interpolation")
+REQUIRED_COLUMNS = ("method", "seed", "alpha", "split", "accuracy", "n", "interpolation")
 SCOPE = "robustness"
 
 
@@ -35,6 +35,8 @@ class CurvePoint:
     per_shift: dict[str, float]
     interpolation: str  # "weights" (WiSE-FT) or "outputs" (fallback, see robustness.py)
     n_seeds: int
+    seed_accuracy: dict[str, tuple[float, ...]] = field(default_factory=dict)  # split -> per seed (test, shifts)
+    count: dict[str, int] = field(default_factory=dict)  # split -> test images scored
 
     @property
     def balance(self) -> float:
@@ -55,7 +57,7 @@ def read_wise_csv(path: str | Path) -> list[dict[str, Any]]:
         for line, row in enumerate(reader, start=2):
             try:
                 rows.append({**row, "seed": int(row["seed"]), "alpha": float(row["alpha"]),
-                             "accuracy": float(row["accuracy"])})
+                             "accuracy": float(row["accuracy"]), "n": int(row["n"])})
             except ValueError as exc:
                 raise PeftlabError(f"{path}: line {line}: {exc}") from None
     if not rows:
@@ -66,12 +68,17 @@ def read_wise_csv(path: str | Path) -> list[dict[str, Any]]:
 def curve(task: str, method: str, rows: Sequence[Mapping[str, Any]], source: str | Path) -> list[CurvePoint]:
     """Seed-averaged curve points of one (task, method); every seed must have the same splits and α grid."""
     by_seed: dict[int, dict[float, dict[str, float]]] = {}
+    counts: dict[str, set[int]] = {}
     interpolation = {row["interpolation"] for row in rows}
     if len(interpolation) != 1:
         raise PeftlabError(f"{source}: rows mix interpolation kinds {sorted(interpolation)}")
     kind = interpolation.pop()
     for row in rows:
         by_seed.setdefault(row["seed"], {}).setdefault(row["alpha"], {})[row["split"]] = row["accuracy"]
+        counts.setdefault(row["split"], set()).add(row["n"])
+    uneven = {split: sorted(n) for split, n in counts.items() if len(n) != 1 or min(n) < 1}
+    if uneven:
+        raise PeftlabError(f"{source}: each split must score one positive number of images; got {uneven}")
     layouts = {seed: sorted((alpha, tuple(sorted(splits))) for alpha, splits in grid.items())
                for seed, grid in by_seed.items()}
     if len({tuple(layout) for layout in layouts.values()}) != 1:
@@ -84,10 +91,11 @@ def curve(task: str, method: str, rows: Sequence[Mapping[str, Any]], source: str
         if TARGET_SPLIT not in splits or not shifts:
             raise PeftlabError(f"{source}: α={alpha} needs a '{TARGET_SPLIT}' row and at least one "
                                f"'{SHIFT_PREFIX}*' row; has {splits}")
-        target = float(np.mean([grid[alpha][TARGET_SPLIT] for grid in by_seed.values()]))
-        per_shift = {s: float(np.mean([grid[alpha][s] for grid in by_seed.values()])) for s in shifts}
-        points.append(CurvePoint(task, method, alpha, target, float(np.mean(list(per_shift.values()))), per_shift,
-                                 kind, len(by_seed)))
+        seed_accuracy = {s: tuple(grid[alpha][s] for grid in by_seed.values()) for s in (TARGET_SPLIT, *shifts)}
+        per_shift = {s: float(np.mean(seed_accuracy[s])) for s in shifts}
+        points.append(CurvePoint(task, method, alpha, float(np.mean(seed_accuracy[TARGET_SPLIT])),
+                                 float(np.mean(list(per_shift.values()))), per_shift, kind, len(by_seed),
+                                 seed_accuracy, {s: next(iter(counts[s])) for s in seed_accuracy}))
     return points
 
 

@@ -466,12 +466,12 @@ def _results_root() -> str:
 
 
 def _report_inputs(study: Study, wildcards: Wildcards) -> list[str]:
-    """The files the report reads: every selection, summary metrics, WiSE-FT table and ensemble analysis (not
-    the trials or the per-seed runs, which the summaries already condense)."""
+    """The files the report reads: every selection, summary metrics, per-seed run (test logits for the lessons'
+    bootstrap intervals, per-seed metrics for the costs), WiSE-FT table, ensemble analysis and, once the probe
+    step exists, the backbone's probe file (the lessons' precondition); not the trials."""
     summaries = [_best(wc["task"], wc["method"]) for wc in _study_pairs(study)]
-    for name in ("train", "manyshot", "robustness", "ensembles"):
-        summaries += [output.pattern for job in STEPS[name].jobs(study) for output in job.outputs
-                      if not output.directory]
+    for name in ("train", "manyshot", "robustness", "ensembles", *(n for n in ("probe",) if n in STEPS)):
+        summaries += [output.pattern for job in STEPS[name].jobs(study) for output in job.outputs]
     return summaries
 
 
@@ -481,7 +481,8 @@ def _report_argv(study: Study, wildcards: Wildcards) -> list[str]:
 
 
 def _report_keys(study: Study, wildcards: Wildcards) -> list[str]:
-    return study.keys("study", "manyshot", "robustness", "ensembles", "backbone.name", "data.image_size")
+    return study.keys("study", "manyshot", "robustness", "ensembles", "reference", "backbone.name", "backbone.weights",
+                      "data.image_size")
 
 
 # --- the table -----------------------------------------------------------------------------------------------

@@ -24,6 +24,25 @@ TASKS: dict[str, str] = {
     "smallnorb_azi": "smallnorb_azimuth", "smallnorb_ele": "smallnorb_elevation",
 }
 MANYSHOT_DATASETS: dict[str, str] = {"cifar100": "cifar", "resisc": "resisc45", "clevr": "clevr_distance"}
+# The VTAB table's extra CIFAR run with augmentation and normalisation: the cifar task under another protocol.
+VTAB_VARIANTS: dict[str, tuple[str, str]] = {"cifar_aug_norm": ("cifar", "aug_norm")}
+
+# Many-shot ``train_size`` values -> training images. ``full`` (and the CLEVR folder's ``clevr``) is the whole
+# training set the code base trains on: CIFAR-100's 50,000 train images, RESISC45's 25,200 (its
+# ``resisc-full_combine.txt``) and CLEVR's 70,000 (tfds ``train``, VTAB's trainval).
+MANYSHOT_FULL_SIZES: dict[str, int] = {"cifar": 50_000, "resisc45": 25_200, "clevr_distance": 70_000}
+_FULL_SIZE_NAMES = frozenset({"full", "clevr"})
+_SIZE = re.compile(r"^(?P<number>\d+)(?P<k>k?)$")
+
+# The CLIP robustness study: 100-shot ImageNet (peftlab task ``imagenet``) and its test sets -> the split names
+# of peftlab's shards (``test``, ``shift-<name>`` from ``shift/<name>.txt``, as config/paper-robustness.yaml
+# lists them).
+ROBUSTNESS_TASK = "imagenet"
+TEST_SETS: dict[str, str] = {"fs-imagenet": "test", "imagenet-v2": "shift-imagenet_v2",
+                             "imagenet-s": "shift-imagenet_sketch", "imagenet-r": "shift-imagenet_r",
+                             "imagenet-a": "shift-imagenet_a"}
+# The zero-shot CLIP model (its text-embedding head, nothing trained): α = 0 of every WiSE-FT curve.
+ZERO_SHOT = "zero_shot"
 
 # The code base's method names -> peftlab's (the same where absent).
 METHODS: dict[str, str] = {"ln": "layernorm", "rand_h_adapter": "adapter_houlsby",
@@ -90,3 +109,23 @@ def peftlab_hparams(method: str, selected: Mapping[str, Any] | None) -> tuple[di
         else:
             raise PeftlabError(f"reference {method}: selected key '{key}' has no peftlab equivalent")
     return hparams, settings
+
+
+def manyshot_size(dataset: str, train_size: str) -> int:
+    """Training images of a many-shot ``train_size`` (``500``, ``1k``, ``full``) of a dataset."""
+    task = peftlab_task(dataset)
+    if train_size in _FULL_SIZE_NAMES:
+        if task not in MANYSHOT_FULL_SIZES:
+            raise PeftlabError(f"reference train_size '{train_size}' of '{dataset}': full size unknown")
+        return MANYSHOT_FULL_SIZES[task]
+    match = _SIZE.match(train_size)
+    if match is None:
+        raise PeftlabError(f"reference train_size '{train_size}': expected <number>, <number>k or full")
+    return int(match["number"]) * (1000 if match["k"] else 1)
+
+
+def peftlab_split(test_set: str) -> str:
+    """The peftlab split of a CLIP robustness test set (``fs-imagenet`` -> ``test``, ``imagenet-a`` -> ...)."""
+    if test_set not in TEST_SETS:
+        raise PeftlabError(f"reference test set '{test_set}': unknown; known: {', '.join(TEST_SETS)}")
+    return TEST_SETS[test_set]
