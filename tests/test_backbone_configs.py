@@ -1,5 +1,6 @@
-"""One config per paper backbone: ``peftlab config check`` accepts each once its files exist, and its backbone
-name loads its weights file when that file is random weights in the released layout (width and depth shrunk)."""
+"""One config per paper backbone: ``peftlab config check`` accepts each once its files exist, and its
+backbone name loads its weights file when that file holds random weights in the released layout (width and
+depth shrunk)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ SMALL = dict(embed_dim=32, depth=2, num_heads=2)
 
 
 def _write_weights(name: str, path: Path, directory: Path) -> dict:
-    """Random weights for ``name`` in its released file's layout at ``path``; the timm arguments to load it."""
+    """Random weights for ``name`` in its released file's layout at ``path``; returns the timm arguments."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if name.startswith("vit_base_patch16_clip"):
         register_tiny_clip(directory)
@@ -34,7 +35,8 @@ def _write_weights(name: str, path: Path, directory: Path) -> dict:
         return SMALL
     kwargs = {"img_size": 518} if "dinov2" in name else {}
     state = timm.create_model(name, pretrained=False, **SMALL, **kwargs).state_dict()
-    torch.save({"model": state} if name.endswith(".mae") else dict(state, mask_token=torch.zeros(1, 32)), path)
+    released = {"model": state} if name.endswith(".mae") else dict(state, mask_token=torch.zeros(1, 32))
+    torch.save(released, path)
     return SMALL
 
 
@@ -52,7 +54,8 @@ def test_config_checks_and_its_backbone_loads(tmp_path, monkeypatch, capsys, con
     model = create_backbone(name, weights=weights, num_classes=5, **kwargs)
     head_file = (config.get("robustness") or {}).get("zero_shot_head")
     if head_file:  # the file `peftlab clip-head` writes, of the width of the encoder it is for
-        save_tensors(head_file, {"head.weight": torch.randn(1000, model.num_features), "head.bias": torch.zeros(1000)})
+        save_tensors(head_file, {"head.weight": torch.randn(1000, model.num_features),
+                                 "head.bias": torch.zeros(1000)})
         assert read_head(head_file, 1000, model.num_features)["head.weight"].shape == (1000, 32)
     assert peftlab_main(["config", "check", "--config", config_name]) == 0
     assert f"{config_name}: valid" in capsys.readouterr().out

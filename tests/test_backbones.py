@@ -123,7 +123,7 @@ def test_meta_architecture_has_shapes_only():
     assert model.peftlab_backbone["architecture"]["depth"] == 12
 
 
-# ---- the paper code's backbones ---------------------------------------------------------------------------------
+# ---- the paper code's backbones ---------------------------------------------------------------------------
 
 IN21K = "vit_base_patch16_224.orig_in21k"
 MAE = "vit_base_patch16_224.mae"
@@ -213,9 +213,12 @@ def test_an_npz_of_another_resolution_or_depth_is_not_loaded(tmp_path):
 
 
 def _mae_decoder(dim: int, decoder_dim: int = 16, depth: int = 1) -> dict[str, torch.Tensor]:
-    """The decoder keys of facebookresearch/mae's MaskedAutoencoderViT (models_mae.py) for 224 px, 16-px patches."""
-    state = {"mask_token": torch.randn(1, 1, decoder_dim), "decoder_embed.weight": torch.randn(decoder_dim, dim),
-             "decoder_embed.bias": torch.randn(decoder_dim), "decoder_pos_embed": torch.randn(1, 197, decoder_dim),
+    """The decoder keys of facebookresearch/mae's MaskedAutoencoderViT (models_mae.py), 224 px, 16 px patches:
+    mask_token, decoder_embed, decoder_pos_embed, decoder_blocks (timm Blocks), decoder_norm, decoder_pred."""
+    state = {"mask_token": torch.randn(1, 1, decoder_dim),
+             "decoder_embed.weight": torch.randn(decoder_dim, dim),
+             "decoder_embed.bias": torch.randn(decoder_dim),
+             "decoder_pos_embed": torch.randn(1, 197, decoder_dim),
              "decoder_norm.weight": torch.randn(decoder_dim), "decoder_norm.bias": torch.randn(decoder_dim),
              "decoder_pred.weight": torch.randn(16 * 16 * 3, decoder_dim),
              "decoder_pred.bias": torch.randn(16 * 16 * 3)}
@@ -225,7 +228,7 @@ def _mae_decoder(dim: int, decoder_dim: int = 16, depth: int = 1) -> dict[str, t
     return state
 
 
-@pytest.mark.parametrize("with_decoder", [False, True], ids=["released-encoder", "full-pretraining-checkpoint"])
+@pytest.mark.parametrize("with_decoder", [False, True], ids=["released-encoder", "pretraining-checkpoint"])
 def test_mae_from_its_checkpoint(tmp_path, with_decoder):
     reference = _perturbed(timm.create_model(MAE, pretrained=False, **SMALL))  # MAE's encoder: timm's names
     state = dict(reference.state_dict(), **(_mae_decoder(SMALL["embed_dim"]) if with_decoder else {}))
@@ -235,8 +238,8 @@ def test_mae_from_its_checkpoint(tmp_path, with_decoder):
 
 
 def _hand_resampled_position_embedding(pos_embed: torch.Tensor, old: int, new: int) -> torch.Tensor:
-    """The class token's embedding, then the old×old grid resized to new×new (bicubic, antialiased): what timm's
-    checkpoint_filter_fn does when the paper code loads DINOv2 at 224 px."""
+    """The class token's embedding, then the old×old grid resized to new×new (bicubic, antialiased): what
+    timm's checkpoint_filter_fn does when the paper code loads DINOv2 at 224 px."""
     dim = pos_embed.shape[-1]
     grid = pos_embed[:, 1:].reshape(1, old, old, dim).permute(0, 3, 1, 2)
     grid = F.interpolate(grid, size=(new, new), mode="bicubic", antialias=True, align_corners=False)
@@ -307,8 +310,12 @@ def test_openais_torchscript_archive_is_named_with_its_conversion(tmp_path):
 def test_a_file_of_another_backbone_is_named(tmp_path):
     mae = tmp_path / "mae_pretrain_vit_base.pth"
     torch.save({"model": timm.create_model(MAE, pretrained=False, **SMALL).state_dict()}, mae)
-    with pytest.raises(PeftlabError, match=r"mae_pretrain_vit_base.pth: position embedding for 14x14 .* expects 37x37"):
+    with pytest.raises(PeftlabError, match=r"mae_pretrain_vit_base.pth: position embedding for 14x14 .* "
+                                           r"expects 37x37"):
         create_backbone(DINOV2, weights=mae, num_classes=10, **SMALL)
+    with pytest.raises(PeftlabError, match=r"mae_pretrain_vit_base.pth: weights do not match .*missing "
+                                           r"\['blocks.2.norm1.weight'.* vit_base_patch16_224.mae reads "):
+        create_backbone(MAE, weights=mae, num_classes=10, **dict(SMALL, depth=3))
 
 
 def _real_layout(name: str) -> tuple[str, dict[str, torch.Tensor]]:
@@ -318,7 +325,8 @@ def _real_layout(name: str) -> tuple[str, dict[str, torch.Tensor]]:
             import open_clip
             from open_clip.factory import get_model_config
 
-            return "open_clip_pytorch_model.bin", open_clip.CLIP(**get_model_config("ViT-B-16-quickgelu")).state_dict()
+            clip = open_clip.CLIP(**get_model_config("ViT-B-16-quickgelu"))
+            return "open_clip_pytorch_model.bin", clip.state_dict()
         if name == DINOV2:
             state = timm.create_model(DINOV2, pretrained=False, img_size=518).state_dict()
             return "dinov2_vitb14_pretrain.pth", dict(state, mask_token=torch.empty(1, 768))

@@ -1,7 +1,7 @@
-"""``peftlab clip-head``: CLIP's zero-shot head for timm's CLIP image encoder, from a tiny random open_clip model
-saved to a file. The head is held against a hand computation of CLIP's zero-shot recipe (each template's text
-embedding normalised, averaged, normalised again; times the image projection and the logit scale) and, on
-timm's encoder loaded from the same file, against open_clip's own zero-shot logits."""
+"""``peftlab clip-head``: CLIP's zero-shot head for timm's CLIP image encoder, from a tiny random open_clip
+model saved to a file. The head is held against a hand computation of CLIP's zero-shot recipe (each
+template's text embedding normalised, averaged, normalised again; times the image projection and the logit
+scale) and, on timm's encoder loaded from the same file, against open_clip's own zero-shot logits."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from peftlab.zeroshot.clip_head import build_clip_head
 from peftlab.zeroshot.prompts import read_class_names, read_templates
 
 CLIP = "vit_base_patch16_clip_quickgelu_224.openai"
-CLASSES = ["sunglasses", "goldfish", "sunglasses"]  # a name may occur twice (ImageNet's does): the line is the class
+CLASSES = ["sunglasses", "goldfish", "sunglasses"]  # a name may occur twice (ImageNet's do): a line, a class
 TEMPLATES = ["a photo of a {}.", "itap of a {}.", "a drawing of the {}."]
 
 
@@ -38,25 +38,27 @@ def clip(tmp_path_factory):
     classes.write_text("# three classes\n" + "\n".join(CLASSES) + "\n\n")
     templates = directory / "templates.txt"
     templates.write_text("\n".join(TEMPLATES) + "\n")
-    return {"model": model, "config": config, "checkpoint": checkpoint, "classes": classes, "templates": templates}
+    return {"model": model, "config": config, "checkpoint": checkpoint, "classes": classes,
+            "templates": templates}
 
 
 @torch.no_grad()
 def hand_text_embeddings(model: torch.nn.Module) -> torch.Tensor:
-    """T [classes, 512]: per class, every filled template's text embedding normalised, averaged, normalised."""
+    """T [classes, 512]: per class, each filled template's text embedding normalised, averaged, normalised."""
     tokenizer = open_clip.get_tokenizer(TINY_CLIP)
     rows = []
     for name in CLASSES:
-        embeddings = model.encode_text(tokenizer([template.replace("{}", name) for template in TEMPLATES])).double()
+        prompts = [template.replace("{}", name) for template in TEMPLATES]
+        embeddings = model.encode_text(tokenizer(prompts)).double()
         mean = (embeddings / embeddings.norm(dim=1, keepdim=True)).mean(dim=0)
         rows.append(mean / mean.norm())
     return torch.stack(rows)
 
 
 def run_clip_head(clip, out, *extra) -> int:
-    return peftlab_main(["clip-head", "--checkpoint", str(clip["checkpoint"]), "--classes", str(clip["classes"]),
-                         "--templates", str(clip["templates"]), "--model", str(clip["config"]), "--out", str(out),
-                         "--device", "cpu", *extra])
+    return peftlab_main(["clip-head", "--checkpoint", str(clip["checkpoint"]),
+                         "--classes", str(clip["classes"]), "--templates", str(clip["templates"]),
+                         "--model", str(clip["config"]), "--out", str(out), "--device", "cpu", *extra])
 
 
 def test_head_is_the_hand_computed_zero_shot_classifier_times_the_projection(clip, tmp_path):
@@ -82,15 +84,15 @@ def test_head_is_the_hand_computed_zero_shot_classifier_times_the_projection(cli
 def test_logit_scale_can_be_set(clip, tmp_path):
     default, unscaled = tmp_path / "default.safetensors", tmp_path / "unscaled.safetensors"
     assert run_clip_head(clip, default) == 0 and run_clip_head(clip, unscaled, "--logit-scale", "1") == 0
-    scale = float(clip["model"].logit_scale.exp())
+    scale = float(clip["model"].logit_scale.detach().exp())
     torch.testing.assert_close(read_head(unscaled)["head.weight"] * scale, read_head(default)["head.weight"])
     assert json.loads(unscaled.with_suffix(".json").read_text())["logit_scale"]["source"] == "--logit-scale"
 
 
 def test_timms_encoder_with_the_head_predicts_what_clip_predicts_zero_shot(clip, tmp_path):
     out = tmp_path / "head.safetensors"
-    build_clip_head(clip["checkpoint"], clip["classes"], clip["templates"], out, model_name=str(clip["config"]),
-                    device="cpu")
+    build_clip_head(clip["checkpoint"], clip["classes"], clip["templates"], out,
+                    model_name=str(clip["config"]), device="cpu")
     encoder = create_backbone(CLIP, weights=clip["checkpoint"], num_classes=3, **TIMM_TINY).eval()
     encoder.head.load_state_dict({key.removeprefix("head."): value for key, value in read_head(out).items()})
     images = torch.randn(6, 3, 224, 224, generator=torch.Generator().manual_seed(1))
@@ -157,4 +159,5 @@ def test_the_tokenizer_is_offline():
 
     tokenizer = open_clip.get_tokenizer("ViT-B-16-quickgelu")
     assert isinstance(tokenizer, SimpleTokenizer)
-    assert default_bpe().startswith(str(open_clip.__path__[0])) and tokenizer(["a photo of a goldfish."]).shape == (1, 77)
+    assert default_bpe().startswith(str(open_clip.__path__[0]))
+    assert tokenizer(["a photo of a goldfish."]).shape == (1, 77)

@@ -1,6 +1,7 @@
-"""A tiny random open_clip CLIP (test helper): the real image geometry (224 px, 16-px patches, so the position
-embedding has ViT-B/16's 14×14 grid), QuickGELU as OpenAI's, width 32, two image blocks, one text block, the real
-tokenizer's vocabulary and context length; a 512-d embedding so timm's default CLIP head (512 outputs) fits.
+"""A tiny random open_clip CLIP (test helper): the real image geometry (224 px, 16-px patches, so the
+position embedding has ViT-B/16's 14×14 grid), QuickGELU as OpenAI's, width 32, two image blocks, one text
+block, the real tokenizer's vocabulary and context length; a 512-d embedding so timm's default CLIP head (512
+outputs) fits.
 
 open_clip's init leaves every LayerNorm at weight 1 and bias 0, where a swapped mapping would go unnoticed, so
 every tensor is perturbed."""

@@ -288,13 +288,14 @@ def convert_state_dict(model: nn.Module, state: dict[str, torch.Tensor], path: P
              if not k.startswith("head.") or (keep_head and k in own and v.shape == own[k].shape)}
     missing = [k for k in own if k not in state and k not in head_keys]
     unexpected = [k for k in state if k not in own]
+    expected = f"; {entry.name} reads {entry.file_format}" if entry is not None else ""
     if missing or unexpected:
         raise PeftlabError(f"{path}: weights do not match {type(model).__name__} "
-                           f"(missing {missing[:4]}, unexpected {unexpected[:4]})")
+                           f"(missing {missing[:4]}, unexpected {unexpected[:4]}){expected}")
     wrong = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
              if v.shape != own[k].shape]
     if wrong:
-        raise PeftlabError(f"{path}: tensor shapes do not match the model: {'; '.join(wrong[:3])}")
+        raise PeftlabError(f"{path}: tensor shapes do not match the model: {'; '.join(wrong[:3])}{expected}")
     return state
 
 
