@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "peftlab.training.commands",
     "peftlab.analysis.commands",
     "peftlab.pipeline.commands",
+    "peftlab.zeroshot.commands",
 )
 
 

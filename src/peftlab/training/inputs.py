@@ -47,11 +47,11 @@ def to_model_input(images: torch.Tensor, mean: Sequence[float] | None = None,
 
 
 def model_mean_std(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The normalisation the backbone was pretrained with (timm's ``pretrained_cfg``; ImageNet's otherwise)."""
-    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+    """The backbone's own normalisation: for a paper backbone the mean/std its table entry gives (the paper
+    code's, ``peftlab.backbones.PAPER_BACKBONES``), else timm's ``pretrained_cfg``, else ImageNet's."""
+    from peftlab.backbones import input_normalization
 
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    return tuple(cfg.get("mean", IMAGENET_DEFAULT_MEAN)), tuple(cfg.get("std", IMAGENET_DEFAULT_STD))
+    return input_normalization(model)
 
 
 def transform_for(model: nn.Module, normalize: bool | tuple, device: torch.device | str) -> InputTransform:
