@@ -258,3 +258,20 @@ def test_hf_lora_on_vit_b_has_the_paper_code_s_lora_count():
     counts = count_method_parameters("vit_base_patch16_224", "hf_lora")  # meta device: no weights
     assert counts["method"] == 12 * 8 * (768 + 3 * 768) == 294_912
     assert counts["method"] == count_method_parameters("vit_base_patch16_224", "lora")["method"]
+
+
+@pytest.mark.parametrize(("method", "values"), [("hf_loha", {}), ("hf_lokr", {"module_dropout": 0.1}),
+                                                ("hf_boft", {}), ("hf_boft", {"dropout": 0.1}),
+                                                ("hf_vera", {"dropout": 0.1}), ("hf_adalora", {})])
+def test_the_trainer_knows_which_peft_layers_draw_random_numbers(tiny_vit, tiny_images, method, values):
+    """Runs that draw none are trained together (``fit_group``): LoHa/LoKr always draw (peft's module dropout
+    draws even at probability 0), BOFT's multiplicative dropout only when on."""
+    from peftlab.methods import cache_point
+    from peftlab.training.forward import draws_random_numbers
+
+    model = attach(tiny_vit(NUM_CLASSES), method, values)
+    model.train()
+    before = torch.random.get_rng_state()
+    model(tiny_images(2))
+    drew = not torch.equal(before, torch.random.get_rng_state())
+    assert draws_random_numbers(model, cache_point(model)) == drew

@@ -114,6 +114,20 @@ def _constants_to_buffers(model: nn.Module) -> None:
                 setattr(layer, attribute, BufferDict({key: p.detach() for key, p in value.items()}, persistent=False))
 
 
+def _mark_random_layers(model: nn.Module) -> None:
+    """Flag the peft modules that draw random numbers in a training forward without being torch dropout modules,
+    so the trainer never groups their runs (``training.forward.draws_random_numbers``): LoHa's and LoKr's layers
+    draw ``torch.rand(1)`` every training step for their module dropout, even at probability 0
+    (``tuners/loha/layer.py``, ``tuners/lokr/layer.py``, ``forward``), and BOFT's multiplicative dropout draws
+    when its probability is positive."""
+    from peft.tuners.boft.layer import MultiplicativeDropoutLayer
+    from peft.tuners.lycoris_utils import LycorisLayer
+
+    for module in model.modules():
+        if isinstance(module, LycorisLayer) or (isinstance(module, MultiplicativeDropoutLayer) and module.p > 0):
+            module.peftlab_draws_random_numbers = True
+
+
 def attach_peft(method: str, model: nn.Module, config: PeftMethodConfig) -> None:
     from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
 
@@ -124,6 +138,7 @@ def attach_peft(method: str, model: nn.Module, config: PeftMethodConfig) -> None
     except ValueError as exc:  # e.g. a block size that does not divide this backbone's width
         raise peft_error(method, exc) from None
     _constants_to_buffers(model)
+    _mark_random_layers(model)
     model.__dict__[TUNER_ATTRIBUTE] = tuner
 
 

@@ -7,7 +7,8 @@ skew matrices start at zero, so ``R = I`` and the model starts as the backbone. 
 within ``eps`` of the identity; ``block_share`` shares one block per layer.
 
 Defaults are peft's ``OFTConfig`` field defaults (block size 32, Cayley–Neumann with 5 terms, no COFT, no
-sharing, no dropout) on the fused ``attn.qkv``. Identity: the skew parameters at zero. Mergeable (``R`` folds
+sharing) on the fused ``attn.qkv``. peft's ``module_dropout`` is not offered: peft 0.21.2's OFT layers build the
+dropout module but never apply it (``tuners/oft/layer.py``: ``oft_dropout`` is not used in ``forward``). Identity: the skew parameters at zero. Mergeable (``R`` folds
 into ``W``).
 """
 
@@ -30,8 +31,6 @@ class HFOFTConfig(PeftMethodConfig):
     coft: bool = hparam(False, "constrained OFT: keep R within eps of the identity")
     eps: float = hparam(6e-5, "COFT's allowed distance from the identity (with coft)", min=0.0, exclusive_min=True)
     block_share: bool = hparam(False, "one block shared by all blocks of a layer")
-    module_dropout: float = hparam(0.0, "multiplicative dropout: probability of a block being the identity in a "
-                                   "training step", min=0.0, max=0.9)
     targets: str = targets_hparam("qkv")
 
     def to_peft(self) -> Any:
@@ -39,8 +38,7 @@ class HFOFTConfig(PeftMethodConfig):
 
         return OFTConfig(r=0, oft_block_size=self.block_size, use_cayley_neumann=self.cayley_neumann,
                          num_cayley_neumann_terms=self.neumann_terms, coft=self.coft, eps=self.eps,
-                         block_share=self.block_share, module_dropout=self.module_dropout,
-                         target_modules=target_modules(self.targets))
+                         block_share=self.block_share, target_modules=target_modules(self.targets))
 
 
 register_peft_method(

@@ -69,7 +69,9 @@ def suffix_forward(model: nn.Module, point: CachePoint, x: torch.Tensor) -> torc
 
 def draws_random_numbers(model: nn.Module, point: CachePoint | None) -> bool:
     """Whether a training step of ``model`` draws random numbers: dropout, drop-path or patch dropout outside the
-    frozen prefix (which always runs in eval mode). Runs that draw none can be trained together (``fit_group``)."""
+    frozen prefix (which always runs in eval mode), or a module that says so with a true
+    ``peftlab_draws_random_numbers`` attribute (set by methods whose layers draw in other ways, e.g. peft's LoHa
+    and LoKr layers). Runs that draw none can be trained together (``fit_group``)."""
     from timm.layers import DropPath, PatchDropout
 
     frozen = {id(sub) for module in (prefix_modules(model, point) if point is not None else [])
@@ -77,6 +79,8 @@ def draws_random_numbers(model: nn.Module, point: CachePoint | None) -> bool:
     for module in model.modules():
         if id(module) in frozen:
             continue
+        if getattr(module, "peftlab_draws_random_numbers", False):
+            return True
         if isinstance(module, nn.modules.dropout._DropoutNd) and module.p > 0:
             return True
         if isinstance(module, DropPath) and module.drop_prob > 0:
