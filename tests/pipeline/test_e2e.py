@@ -11,6 +11,7 @@ import pytest
 import yaml
 from pipeline_helpers import TINY, copy_built, dvc, dvc_repro_ran, dvc_stale_stages, snakemake_plan
 
+from peftlab import paths
 from peftlab.pipeline.checks import load_study
 from peftlab.pipeline.steps import all_jobs
 
@@ -61,3 +62,44 @@ def test_one_methods_learning_rate_grid_reruns_only_that_method_and_what_depends
     assert dvc_stale_stages(project) == set()
     trials = json.loads((project / "results/search/digits/lora/best.json").read_text())["trials"]
     assert {trial["hparams"]["lr"] for trial in trials} == {5.0e-3}
+
+
+def _peft_methods(study) -> list[str]:
+    from peftlab.methods import get_method
+    from peftlab.methods.base import HF_PEFT_FAMILY
+
+    return [method for method in study.methods if get_method(method).family == HF_PEFT_FAMILY]
+
+
+def test_huggingface_peft_methods_run_in_snakemake_and_dvc_reproduces_them(tiny_study, tmp_path):
+    """Two peft methods (AdaLoRA with its per-step hooks, VeRA) in the tiny study: Snakemake's results are sane,
+    and DVC, forced to re-run their search and train stages on one task, reproduces the same scores."""
+    from safetensors.torch import load_file
+
+    from peftlab.methods.commands import count_method_parameters
+
+    built = tiny_study.project
+    study = load_study(built / TINY, built)
+    methods = _peft_methods(study)
+    assert len(methods) >= 2
+    backbone = study.config["backbone"]["name"]
+    for task in study.tasks:
+        for method in methods:
+            best = json.loads(paths.path(paths.BEST, built, task=task, method=method).read_text())
+            final = json.loads(paths.path(paths.FINAL_METRICS, built, task=task, method=method).read_text())
+            assert final["method"] == method and 0 <= final["accuracy"]["test"]["mean"] <= 100
+            hparams = {k: v for k, v in best["selected"]["hparams"].items() if k not in ("lr", "weight_decay")}
+            assert final["trainable_params"]["method"] == count_method_parameters(backbone, method, hparams)["method"]
+            run = paths.run_dir(paths.path(paths.FINAL_RUNS, built, task=task, method=method), study.seeds[0])
+            saved = load_file(str(run / "peft.safetensors"))
+            assert all(name.startswith("head.") or ".default" in name for name in saved)  # peft's tensor names
+    project = copy_built(built, tmp_path / "project")
+    task = study.tasks[0]
+    stages = [f"{step}-{task}-{method}" for method in methods for step in ("search", "train")]
+    for stage in stages:
+        ran, _ = dvc_repro_ran(project, "--force", "--single-item", stage)
+        assert ran == {stage}
+    for method in methods:
+        again = json.loads(paths.path(paths.FINAL_METRICS, project, task=task, method=method).read_text())
+        first = json.loads(paths.path(paths.FINAL_METRICS, built, task=task, method=method).read_text())
+        assert again["accuracy"] == first["accuracy"] and again["hparams"] == first["hparams"]

@@ -47,6 +47,20 @@ class CachePoint:
 
 
 @dataclass(frozen=True)
+class TrainingHooks:
+    """What a method adds to each training step beyond the task loss (AdaLoRA: an orthogonality penalty, and a
+    rank reallocation after every optimiser step). The trainer calls ``method_loss`` and ``after_step`` for every
+    run; both do nothing for methods without hooks.
+
+    ``loss(model)``: a scalar added to the task loss. ``after_step(model, step, total_steps)``: called after the
+    optimiser's ``step()`` (gradients still in place), ``step`` counting the steps done so far (1 after the first).
+    """
+
+    loss: Callable[[nn.Module], torch.Tensor] | None = None
+    after_step: Callable[[nn.Module, int, int], None] | None = None
+
+
+@dataclass(frozen=True)
 class MethodSpec:
     """A registered PEFT method; see the module docstring."""
 
@@ -59,6 +73,7 @@ class MethodSpec:
                        dict[str, torch.Tensor] | None] | None = None
     cache_point: Callable[[nn.Module, Any], CachePoint | None] | None = None
     family: str = PAPER_FAMILY  # one of FAMILIES
+    training: TrainingHooks | None = None
 
     @property
     def mergeable(self) -> bool:
@@ -282,6 +297,24 @@ def identity_state(model: nn.Module, pretrained: Mapping[str, torch.Tensor]) -> 
             raise ValueError(f"{info.name}: tensors {missing[:3]} are new but the method defines no identity")
         return {k: pretrained[k].clone() for k in trained}
     return spec.identity(model, trained, pretrained)
+
+
+def _training_hooks(model: nn.Module) -> TrainingHooks | None:
+    info = getattr(model, "peft", None)  # pretraining trains a model without a method
+    return get_method(info.name).training if info is not None else None
+
+
+def method_loss(model: nn.Module) -> torch.Tensor | float:
+    """The attached method's term added to the task loss (0.0 for almost every method)."""
+    hooks = _training_hooks(model)
+    return hooks.loss(model) if hooks is not None and hooks.loss is not None else 0.0
+
+
+def after_step(model: nn.Module, step: int, total_steps: int) -> None:
+    """Let the attached method act after optimiser step ``step`` of ``total_steps`` (see ``TrainingHooks``)."""
+    hooks = _training_hooks(model)
+    if hooks is not None and hooks.after_step is not None:
+        hooks.after_step(model, step, total_steps)
 
 
 def cache_point(model: nn.Module) -> CachePoint | None:

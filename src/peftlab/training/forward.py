@@ -106,9 +106,13 @@ def check_frozen_blocks(mode: str) -> str:
 
 
 def _is_stochastic(module: nn.Module) -> bool:
-    """Dropout, drop-path or patch dropout with a positive rate: draws random numbers in train mode."""
+    """Dropout, drop-path or patch dropout with a positive rate, or a module that says so with a true
+    ``peftlab_draws_random_numbers`` attribute (set by methods whose layers draw in other ways, e.g. peft's LoHa
+    and LoKr layers): draws random numbers in train mode."""
     from timm.layers import DropPath, PatchDropout
 
+    if getattr(module, "peftlab_draws_random_numbers", False):
+        return True
     if isinstance(module, nn.modules.dropout._DropoutNd):
         return module.p > 0
     if isinstance(module, DropPath):

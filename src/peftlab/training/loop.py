@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from peftlab.methods import after_step, method_loss
 from peftlab.training.forward import ModelRunner
 from peftlab.training.optim import build_adamw_groups
 from peftlab.training.schedule import schedule_for
@@ -134,13 +135,16 @@ def fit_group(runners: Sequence[ModelRunner], rows: torch.Tensor, labels: torch.
             if augment is not None:
                 batch = augment(batch)
             losses = [F.cross_entropy(runners[member].logits(batch).float(), batch_labels,
-                                      label_smoothing=shape.label_smoothing) for member in active]
+                                      label_smoothing=shape.label_smoothing) + method_loss(runners[member].model)
+                      for member in active]
             optimizer.zero_grad(set_to_none=True)
             (losses[0] if len(losses) == 1 else sum(losses)).backward()
             for member in active:
                 groups[member]["lr"] = schedules[member](steps)
             optimizer.step()
             steps += 1
+            for member in active:
+                after_step(runners[member].model, steps, shape.epochs * per_epoch)
             for member, loss in zip(active, losses, strict=True):
                 batch_losses[member].append(loss.detach() * len(index))
         for member in list(active):
