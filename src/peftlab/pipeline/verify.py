@@ -27,6 +27,7 @@ from peftlab.io import file_digest
 
 DVC_LOCK = "dvc.lock"
 DIR_SUFFIX = ".dir"
+NOT_CHECKED_OUT = "not checked out"
 
 
 @dataclass(frozen=True)
@@ -103,12 +104,16 @@ class _Store:
     def why_missing(self, oid: str) -> str:
         found = self.remote_digest(oid)
         if found is None:
-            where = f"remote check failed ({self.remote_error})" if self.remote_error else "absent from the remote too"
-            return f"missing (not in the workspace or the local cache; {where})"
+            if self.remote_error:
+                return f"missing (not in the workspace or the local cache; the remote could not be read: " \
+                       f"{self.remote_error})"
+            return ("missing: neither the local cache nor the remote holds it (DVC deletes a copy it finds corrupt "
+                    "while pulling a single-file output; push it from a clone that has it, or re-run its stage)")
         if found[0] != _bare(oid):
             return (f"missing: the remote's copy is corrupt (its content has md5 {found[0]}, dvc.lock records "
                     f"{_bare(oid)}), so DVC did not check it out")
-        return "missing (the remote's copy is intact: run dvc pull)"
+        return (f"{NOT_CHECKED_OUT}: its copy in the remote is intact, but DVC checks a directory output out whole "
+                "and another file of it is missing or corrupt")
 
 
 def verify_outputs(root: str | Path, remote: str | None = None) -> tuple[int, list[Problem]]:
@@ -132,7 +137,8 @@ def verify_outputs(root: str | Path, remote: str | None = None) -> tuple[int, li
             problem = _check_file(root, relpath, oid, store)
             if problem is not None:
                 problems.append(problem)
-    return checked, problems
+    # The files that are bad themselves first; intact files DVC left out with them last.
+    return checked, sorted(problems, key=lambda problem: problem.reason.startswith(NOT_CHECKED_OUT))
 
 
 def _recorded_files(lock: dict[str, Any], store: _Store, problems: list[Problem]) -> Iterator[tuple[str, str]]:
