@@ -14,7 +14,7 @@ is allowed (the one check that needs decoded files), and per split its name, the
 class-subset file), and each listed file's relative path and sha256. Nothing in it depends on when or where
 files were written, so identical inputs give a byte-identical output folder, ``manifest.json`` included (after
 ``dvc pull`` gave every image a new modification time, DVC sees nothing changed). Hashing the images costs one
-read of them (the default suite's 88 000 images: about 3 s here).
+read of them (the default suite's 88 000 images: 10 s of CPU for a no-op run here, against 6 s to stat them).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ A shard holds ``images`` uint8 ``[N, 3, S, S]`` (already resized), ``labels`` in
 set evaluated on a class subset, ``class_subset`` int64 ``[K]``; string metadata ``task``, ``split``,
 ``num_classes``. Loading memory-maps the file (``safe_open``), so reading a split costs one copy at most.
 
-The manifest records each shard's sha256 (of the file's content: one sequential read, about 1.4 GB/s here, and
+The manifest records each shard's sha256 (of the file's content: one sequential read, about 1.1 GB/s here, and
 the same number ``sha256sum`` prints); loading checks it first, so a shard corrupted or replaced after it was
 prepared (a bad download, a flipped byte, a file copied from another task) is an error naming the file, and no
 job trains or scores on it.
