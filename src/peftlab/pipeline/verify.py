@@ -130,7 +130,13 @@ def verify_outputs(root: str | Path, remote: str | None = None) -> tuple[int, li
         raise PeftlabError(f"{lock_path}: malformed YAML ({str(exc).splitlines()[0]})") from None
     problems: list[Problem] = []
     checked = 0
-    with Repo(str(root)) as repo:
+    from dvc.exceptions import NotDvcRepoError
+
+    try:
+        repo = Repo(str(root))
+    except NotDvcRepoError:
+        raise PeftlabError(f"{root}: not a DVC repository (no .dvc folder)") from None
+    with repo:
         store = _Store(repo, remote)
         for relpath, oid in _recorded_files(lock, store, problems):
             checked += 1
@@ -157,7 +163,8 @@ def _recorded_files(lock: dict[str, Any], store: _Store, problems: list[Problem]
                 if found is not None and found[0] == _bare(oid):
                     listing = json.loads(found[1])
             if listing is None:
-                problems.append(Problem(path, f"directory output: its listing (md5 {oid}) is {store.why_missing(oid)}"))
+                problems.append(Problem(path, f"directory output whose listing (md5 {oid}) is "
+                                              f"{store.why_missing(oid)}"))
                 continue
             for entry in listing:
                 yield f"{path}/{entry['relpath']}", entry["md5"]
