@@ -197,17 +197,24 @@ def test_a_final_run_killed_between_seeds_keeps_its_finished_seeds(tiny_study, t
 
 @pytest.mark.slurm
 def test_a_slurm_search_job_that_hits_its_time_limit_resumes(tiny_study, tmp_path):
-    """The search job gets one minute (SLURM's smallest limit) and a grid sized from the built study's own trial
-    time to need about three; SLURM ends it (TIMEOUT), and the same command with a longer limit finishes it."""
+    """The search job gets one minute, SLURM's smallest limit (enforced at the next 30-s check: it ends at 60-90 s
+    of run time), and a grid sized to need about 120 s at the trial time measured just before on this machine;
+    SLURM ends it (TIMEOUT) mid-search, and the same command with a longer limit finishes it."""
     from test_slurm import _slurm_available
 
     reason = _slurm_available()
     if reason:
         pytest.skip(reason)
     project = copy_built(tiny_study.project, tmp_path / "project")
-    trial_s = max(json.loads(p.read_text())["time_s"]
-                  for p in (project / search_dir("digits") / "trials").glob("*.json"))
-    count = max(12, int(180 / trial_s))
+    calibration = tmp_path / "calibration.yaml"
+    config = yaml.safe_load((project / TINY).read_text())
+    config["grids"]["lora"] = {"lr": [9.0e-4, 8.0e-4, 7.0e-4], "rank": [2]}
+    calibration.write_text(yaml.safe_dump(config))
+    peftlab(project, "search", "--task", "digits", "--method", METHOD, "--config", str(calibration),
+            "--out", str(tmp_path / "calibration"))
+    trial_s = sorted(json.loads(trial.read_text())["time_s"]  # the median of 3
+                     for trial in (tmp_path / "calibration" / "trials").glob("*.json"))[1]
+    count = min(120, max(24, int(120 / trial_s)))
     lrs = [round(1e-3 * (1 + k / count), 8) for k in range(count)]
     edit_config(project, grids__lora={"lr": lrs, "rank": [2]})
     target = f"{search_dir('digits')}/best.json"
