@@ -1,9 +1,11 @@
 """PEFT checkpoints: the trained tensors only (method tensors and head) plus a JSON sidecar saying what they fit.
 
 ``peft.safetensors`` holds ``trainable_state_dict(model)`` — no frozen backbone tensor — and ``peft.json`` holds
-``method``, ``config``, ``backbone{name, weights_sha256, architecture}``, ``num_classes`` and ``provenance``.
-Loading checks the backbone (architecture fingerprint and weights hash) before any tensor is touched, so trained
-tensors are never silently applied to a different backbone.
+``method``, ``config``, ``backbone{name, weights_sha256, architecture}``, ``num_classes``, ``tensors_sha256``
+(the sha256 of ``peft.safetensors``) and ``provenance``. Loading checks the tensors file against that hash (a
+truncated or flipped file, or one copied from another run, is an error naming it) and the backbone
+(architecture fingerprint and weights hash) before any tensor is touched, so trained tensors are never silently
+applied to a different backbone.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ from typing import Any
 from torch import nn
 
 from peftlab.errors import PeftlabError
-from peftlab.io import read_json, save_tensors, write_json
+from peftlab.io import read_json, save_tensors, verify_sha256, write_json
 
 TENSORS_NAME = "peft.safetensors"
 SIDECAR_SUFFIX = ".json"
-SIDECAR_KEYS = ("method", "config", "backbone", "num_classes", "provenance")
+SIDECAR_KEYS = ("method", "config", "backbone", "num_classes", "tensors_sha256", "provenance")
 
 
 def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
@@ -47,10 +49,10 @@ def save_peft(model: nn.Module, path: str | os.PathLike, extra_meta: dict[str, A
         "provenance": provenance(str(next(model.parameters()).device)),
     }
     for key, value in (extra_meta or {}).items():
-        if key in meta:
+        if key in meta or key == "tensors_sha256":
             raise ValueError(f"extra_meta key '{key}' would overwrite a checkpoint field")
         meta[key] = value
-    save_tensors(tensors_path, trainable_state_dict(model), metadata={"method": info.name})
+    meta["tensors_sha256"] = save_tensors(tensors_path, trainable_state_dict(model), metadata={"method": info.name})
     write_json(sidecar_path, meta)
     return tensors_path
 
@@ -59,9 +61,13 @@ def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
     """The sidecar of the checkpoint at ``path`` (file or directory), checked for its keys."""
     _, sidecar_path = checkpoint_paths(path)
     meta = read_json(sidecar_path, what="PEFT checkpoint sidecar")
+    if not isinstance(meta, dict):
+        raise PeftlabError(f"{sidecar_path}: a PEFT checkpoint sidecar must be a JSON object")
     for key in SIDECAR_KEYS:
         if key not in meta:
-            raise PeftlabError(f"{sidecar_path}: missing key '{key}'")
+            raise PeftlabError(f"{sidecar_path}: missing key '{key}'" + (
+                " (written by an older peftlab that recorded no hash: re-run the training job)"
+                if key == "tensors_sha256" else ""))
     return meta
 
 
@@ -69,6 +75,7 @@ def load_peft(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """Load a PEFT checkpoint into ``model`` (a backbone from ``create_backbone``, or one with the same method
     already attached): check the backbone, attach the method if needed, then load the tensors strictly."""
     import torch
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from peftlab.methods import attach, build_config, trainable_state_dict
@@ -77,6 +84,7 @@ def load_peft(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     meta = read_sidecar(path)
     if not tensors_path.is_file():
         raise PeftlabError(f"{tensors_path}: PEFT checkpoint tensors not found")
+    verify_sha256(tensors_path, meta["tensors_sha256"], sidecar_path)
     _check_backbone(model, meta["backbone"], sidecar_path)
     config = build_config(meta["method"], meta["config"])
     if hasattr(model, "peft"):
@@ -94,7 +102,10 @@ def load_peft(model: nn.Module, path: str | os.PathLike) -> nn.Module:
         model.train(was_training)  # modules added by the method follow the model's mode
     expected = trainable_state_dict(model)
     device = next(iter(expected.values())).device
-    tensors = load_file(str(tensors_path), device=str(device))
+    try:
+        tensors = load_file(str(tensors_path), device=str(device))
+    except (SafetensorError, OSError) as exc:
+        raise PeftlabError(f"{tensors_path}: not a readable safetensors checkpoint ({exc})") from None
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:

@@ -2,7 +2,8 @@
 
 Each concern registers its subcommands from a light ``commands`` module; torch and timm are imported inside the
 handlers, so ``peftlab --help`` and argument errors stay fast. A ``PeftlabError`` becomes one line on stderr and
-exit code 2.
+exit code 2; so does a write that the machine refuses (a full disk, a quota, a read-only or forbidden folder)
+wherever it was not already reported naming its file.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 
 from peftlab import __version__
 from peftlab.errors import PeftlabError
+from peftlab.io import write_failure
 
 COMMAND_MODULES = (
     "peftlab.methods.commands",
@@ -22,6 +24,8 @@ COMMAND_MODULES = (
     "peftlab.analysis.commands",
     "peftlab.pipeline.commands",
     "peftlab.zeroshot.commands",
+    "peftlab.pipeline.verify",
+    "peftlab.pipeline.resume",
 )
 
 
@@ -42,11 +46,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, passed = parser.parse_known_args(argv)
+    if passed and not getattr(args, "passes_through", False):
+        parser.error(f"unrecognized arguments: {' '.join(passed)}")
+    args.passed = passed  # a command that wraps another program (peftlab snakemake) gets its arguments as given
     try:
         result = args.handler(args)
     except PeftlabError as exc:
         print(f"peftlab: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        failure = write_failure(exc.filename or "an output file", exc)
+        if failure is None:
+            raise
+        print(f"peftlab: error: {failure}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

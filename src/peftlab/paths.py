@@ -55,3 +55,15 @@ def path(pattern: str, root: str | Path | None = None, **wildcards: object) -> P
 
 def run_dir(runs_dir: str | Path, seed: int) -> Path:
     return Path(RUN_DIR.format(runs_dir=runs_dir, seed=seed))
+
+
+# Resumable jobs (search, final and many-shot runs) keep each finished trial or seed in a folder beside their --out
+# folder, outside every output an engine declares: Snakemake and DVC delete a job's outputs before they re-run
+# it, never this. Derived from --out, so a job run by hand and the same job run by either engine share it.
+RESUME_SUFFIX = ".resume"
+
+
+def resume_dir(out_dir: str | Path) -> Path:
+    """``results/search/digits/lora`` -> ``results/search/digits/lora.resume``."""
+    out_dir = Path(out_dir)
+    return out_dir.with_name(out_dir.name + RESUME_SUFFIX)

@@ -7,12 +7,14 @@ into a temporary folder beside the output. When every requested task has passed,
 its task folder by rename; any error first removes the temporary folders, so bad input leaves the output
 directory exactly as it was.
 
-Re-running is a no-op when a task's fingerprint is unchanged. The fingerprint is a sha256 over: the prepare
-format version, the image size, the resolved task spec (group, class count), whether duplicate content is
-allowed (the one check that needs decoded files), and per split its name, the sha256
-of its list file (and class-subset file), and each listed file's relative path, byte size and modification time
-(``mtime_ns``). Stat-ing is cheap where re-hashing every image is not; a tool that rewrites an image with the
-same size and modification time would go unnoticed, for which ``--force`` exists.
+Re-running is a no-op when a task's fingerprint is unchanged and every shard still has the content the manifest
+records (its sha256: a same-size corrupted shard is rebuilt). The fingerprint is a sha256 over content only: the
+prepare format version, the image size, the resolved task spec (group, class count), whether duplicate content
+is allowed (the one check that needs decoded files), and per split its name, the sha256 of its list file (and
+class-subset file), and each listed file's relative path and sha256. Nothing in it depends on when or where
+files were written, so identical inputs give a byte-identical output folder, ``manifest.json`` included (after
+``dvc pull`` gave every image a new modification time, DVC sees nothing changed). Hashing the images costs one
+read of them (the default suite's 88 000 images: 10 s of CPU for a no-op run here, against 6 s to stat them).
 """
 
 from __future__ import annotations
@@ -176,12 +178,13 @@ def _fingerprint(spec: TaskSpec, num_classes: int, image_size: int, splits: Sequ
         if split.classes_path is not None:
             digest.update(f" classes {sha256_file(split.classes_path)}".encode())
         for entry in split.entries:
-            stat = entry.path.stat()
-            digest.update(f"\n{entry.relpath}\t{stat.st_size}\t{stat.st_mtime_ns}".encode())
+            digest.update(f"\n{entry.relpath}\t{sha256_file(entry.path)}".encode())
     return digest.hexdigest()
 
 
 def _is_up_to_date(task_out: Path, fingerprint: str) -> bool:
+    """The task folder holds what this fingerprint asks for: same fingerprint, every shard with the content
+    (sha256) its manifest records."""
     manifest_path = task_out / MANIFEST_NAME
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
@@ -189,9 +192,12 @@ def _is_up_to_date(task_out: Path, fingerprint: str) -> bool:
         return False
     if not isinstance(manifest, dict) or manifest.get("fingerprint") != fingerprint:
         return False
-    for split, info in (manifest.get("splits") or {}).items():
+    splits = manifest.get("splits")
+    if not isinstance(splits, dict) or not splits:
+        return False
+    for split, info in splits.items():
         shard = shard_path(task_out, split)
-        if not shard.is_file() or shard.stat().st_size != info.get("bytes"):
+        if not isinstance(info, dict) or not shard.is_file() or sha256_file(shard) != info.get("sha256"):
             return False
     return True
 
@@ -214,9 +220,9 @@ def _write_task(plan: _Plan, staging: Path) -> dict[str, int]:
             digests += zip([split] * len(split.entries), split.entries, split_digests, strict=True)
             labels = np.asarray(split.labels, dtype=np.int64)
             path = shard_path(staging, split.name)
-            write_shard(path, images, labels, task=plan.task, split=split.name, num_classes=plan.num_classes,
-                        class_subset=split.class_subset)
-            records[split.name] = _split_record(split, labels, plan.num_classes, path)
+            sha256 = write_shard(path, images, labels, task=plan.task, split=split.name,
+                                 num_classes=plan.num_classes, class_subset=split.class_subset)
+            records[split.name] = _split_record(split, labels, plan.num_classes, path, sha256)
     leaks = content_leaks(digests)
     if leaks and not plan.allow_duplicate_content:
         raise PeftlabError(f"{leaks[0]} ({len(leaks)} such images; if the dataset itself holds identical "
@@ -258,11 +264,12 @@ def _decode_split(split: SplitList, plan: _Plan, uses: dict[Path, int],
     return images, digests
 
 
-def _split_record(split: SplitList, labels: np.ndarray, num_classes: int, shard: Path) -> dict[str, Any]:
+def _split_record(split: SplitList, labels: np.ndarray, num_classes: int, shard: Path,
+                  sha256: str) -> dict[str, Any]:
     record = {
         "count": int(labels.shape[0]),
         "label_counts": np.bincount(labels, minlength=num_classes).tolist(),
-        "sha256": sha256_file(shard),
+        "sha256": sha256,
         "bytes": shard.stat().st_size,
         "source_list": str(split.list_path),
         "source_sha256": sha256_file(split.list_path),

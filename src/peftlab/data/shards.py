@@ -3,6 +3,11 @@
 A shard holds ``images`` uint8 ``[N, 3, S, S]`` (already resized), ``labels`` int64 ``[N]`` and, for a shift
 set evaluated on a class subset, ``class_subset`` int64 ``[K]``; string metadata ``task``, ``split``,
 ``num_classes``. Loading memory-maps the file (``safe_open``), so reading a split costs one copy at most.
+
+The manifest records each shard's sha256 (of the file's content: one sequential read, about 1.1 GB/s here, and
+the same number ``sha256sum`` prints); loading checks it first, so a shard corrupted or replaced after it was
+prepared (a bad download, a flipped byte, a file copied from another task) is an error naming the file, and no
+job trains or scores on it.
 """
 
 from __future__ import annotations
@@ -41,13 +46,14 @@ def shard_path(task_dir: str | Path, split: str) -> Path:
 
 
 def write_shard(path: Path, images: np.ndarray, labels: np.ndarray, *, task: str, split: str, num_classes: int,
-                class_subset: tuple[int, ...] | None = None) -> None:
-    """Write one split atomically. Written from numpy (``safetensors.numpy``): preparing data never imports
-    torch, which alone costs seconds and ~700 MB here; the file is the same safetensors format."""
+                class_subset: tuple[int, ...] | None = None) -> str:
+    """Write one split atomically; returns its sha256 (for the manifest). Written from numpy
+    (``safetensors.numpy``): preparing data never imports torch, which alone costs seconds and ~700 MB here; the
+    file is the same safetensors format."""
     import numpy as np
     from safetensors.numpy import save_file
 
-    from peftlab.io import atomic_path, canonicalize_safetensors_header
+    from peftlab.io import write_safetensors
 
     tensors = {
         "images": np.ascontiguousarray(images, dtype=np.uint8),
@@ -55,9 +61,8 @@ def write_shard(path: Path, images: np.ndarray, labels: np.ndarray, *, task: str
     }
     if class_subset is not None:
         tensors["class_subset"] = np.asarray(class_subset, dtype=np.int64)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"task": task, "split": split, "num_classes": str(num_classes)})
-        canonicalize_safetensors_header(tmp)
+    metadata = {"task": task, "split": split, "num_classes": str(num_classes)}
+    return write_safetensors(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def read_manifest(task_dir: str | Path) -> dict[str, Any]:
@@ -70,15 +75,31 @@ def read_manifest(task_dir: str | Path) -> dict[str, Any]:
     return manifest
 
 
+def recorded_sha256(task_dir: str | Path, split: str) -> str | None:
+    """The sha256 the task's manifest records for ``split`` (every manifest ``peftlab data prepare`` writes has
+    one); None where there is no manifest or it records none (a hand-made test task)."""
+    manifest_path = Path(task_dir) / MANIFEST_NAME
+    if not manifest_path.is_file():
+        return None
+    record = (read_manifest(task_dir).get("splits") or {}).get(split)
+    return (record.get("sha256") or None) if isinstance(record, dict) else None
+
+
 def load_split(task_dir: str | Path, split: str) -> Split:
-    """Load one split's shard; a missing file is an error naming it and the splits that exist."""
+    """Load one split's shard, checked against the manifest's sha256; a missing, corrupt or altered file is an
+    error naming it (and, when missing, the splits that exist)."""
     from safetensors import SafetensorError, safe_open
+
+    from peftlab.io import verify_sha256
 
     path = shard_path(task_dir, split)
     if not path.is_file():
         existing = sorted(p.name[: -len(SHARD_SUFFIX)] for p in Path(task_dir).glob(f"*{SHARD_SUFFIX}"))
         hint = f"splits present: {existing}" if existing else "run 'peftlab data prepare' first"
         raise PeftlabError(f"{path}: shard for split '{split}' not found ({hint})")
+    expected = recorded_sha256(task_dir, split)
+    if expected is not None:
+        verify_sha256(path, expected, Path(task_dir) / MANIFEST_NAME)
     try:
         with safe_open(str(path), framework="pt") as handle:
             names = set(handle.keys())
@@ -89,7 +110,7 @@ def load_split(task_dir: str | Path, split: str) -> Split:
             images = handle.get_tensor("images")
             labels = handle.get_tensor("labels")
             subset = handle.get_tensor("class_subset") if "class_subset" in names else None
-    except SafetensorError as exc:
+    except (SafetensorError, OSError) as exc:
         raise PeftlabError(f"{path}: not a readable safetensors shard ({exc})") from None
     if "num_classes" not in metadata:
         raise PeftlabError(f"{path}: shard metadata lacks 'num_classes'")

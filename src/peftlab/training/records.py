@@ -1,8 +1,11 @@
 """Pieces shared by the result files of searches and final runs: ids, fingerprints, JSON-safe numbers.
 
 A *fingerprint* hashes everything that determines a run's result (method, hyper-parameters, training settings,
-backbone weights, the images of the splits it reads, seed). A finished result whose fingerprint matches is
-reused on re-run; one from another configuration is recomputed rather than silently kept. The method's
+backbone weights, the images of the splits it reads, seed, and the software: peftlab's own code, the versions
+of the numeric libraries, the device type). A finished result whose fingerprint matches is reused on re-run; one
+from another configuration or other code is recomputed rather than silently kept, so a resumed job never mixes
+results of two code versions, and forcing a job after a code change (``snakemake --forcerun``, ``dvc repro
+--force``) recomputes it although its finished trials and seeds are kept for resuming. The method's
 hyper-parameters enter at their resolved values, defaults included (``method_identity``), so a run made under
 another default (LoRA's ``form``, say) is not mistaken for one of the current method.
 """
@@ -16,9 +19,12 @@ import math
 import re
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 SHORT_KEYS = {"lr": "lr", "weight_decay": "wd"}
+# Libraries whose version can change a trained number (kernels, initialisation, file format).
+NUMERIC_PACKAGES = ("torch", "timm", "numpy", "safetensors")
 
 
 def format_value(value: Any) -> str:
@@ -48,6 +54,27 @@ def method_identity(method: str, hparams: Mapping[str, Any], training: Mapping[s
 
 def fingerprint(material: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def code_sha256() -> str:
+    """SHA-256 over the files of the installed peftlab package (sources and package data, not bytecode):
+    identifies the code that computed a result, whether or not it sits in a git checkout (about 10 ms)."""
+    import peftlab
+
+    root = Path(peftlab.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(f"{path.relative_to(root).as_posix()}\0{hashlib.sha256(path.read_bytes()).hexdigest()}\n"
+                      .encode())
+    return digest.hexdigest()
+
+
+def software_identity(device_type: str) -> dict[str, Any]:
+    """The software part of a fingerprint: peftlab's code, the numeric libraries' versions, the device type."""
+    from peftlab.provenance import package_versions
+
+    return {"code_sha256": code_sha256(), "packages": package_versions(NUMERIC_PACKAGES), "device_type": device_type}
 
 
 def finite_or_none(value: float | None, digits: int = 6) -> float | None:

@@ -2,11 +2,13 @@
 ``val200`` at the last epoch, and the best point is written to ``best.json``.
 
 Selection never sees test data: a search opens only the train and validation shards (it runs with
-``test.safetensors`` deleted). Each trial is one JSON file written atomically when the trial ends, so a killed
-search resumes where it stopped: trials with a valid file of the same fingerprint are kept, a trial killed
-mid-way left no file and runs again. Trials that draw no random numbers (a linear probe) train together
-(``TrainingSession.run_grid``), with the results they would have alone; their files are written when the group
-ends.
+``test.safetensors`` deleted). Each trial is one JSON file written atomically when the trial ends, into the
+job's resume folder (``paths.resume_dir(out)``, beside ``--out`` and outside the outputs an engine declares and
+deletes before a re-run) and then linked into ``<out>/trials``. A killed search resumes where it stopped, by hand
+or under either engine: trials with a valid file of the same fingerprint (in the resume folder or in
+``<out>/trials``) are kept byte for byte, a trial killed mid-way left no file and runs again. Trials that draw no
+random numbers (a linear probe) train together (``TrainingSession.run_grid``), with the results they would have
+alone; their files are written when the group ends.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from peftlab.errors import PeftlabError
-from peftlab.io import read_json, write_json
+from peftlab.io import link_or_copy, read_json, write_json
+from peftlab.paths import resume_dir
 from peftlab.training.loop import DIVERGED, OK, FitSettings
-from peftlab.training.records import fingerprint, finite_or_none, method_identity, stamp, trial_id
+from peftlab.training.records import fingerprint, finite_or_none, method_identity, software_identity, stamp, trial_id
 from peftlab.training.session import RunOutcome, TrainingSession
 
 SEARCH_TRAIN_SPLIT = "train800"
@@ -44,6 +47,7 @@ def trial_material(session: TrainingSession, *, task: str, method: str, hparams:
         "drop_path": training.get("drop_path", 0.0), **session.head_identity(), **session.numerics_identity(),
         "normalize": session.normalize, "backbone": session.backbone.identity(),
         "train": session.split(SEARCH_TRAIN_SPLIT).images_id, "val": session.split(SEARCH_VAL_SPLIT).images_id,
+        "software": software_identity(session.device.type),
     }
 
 
@@ -62,14 +66,31 @@ def read_finished(path: Path, expected_fingerprint: str) -> dict[str, Any] | Non
 
 @dataclass
 class PlannedTrial:
-    """One grid point of a search: where its record goes and, once finished, the record."""
+    """One grid point of a search: its file in the resume folder (``kept``) and in the job's output
+    (``published``) and, once finished, the record."""
 
     trial_id: str
     hparams: Mapping[str, Any]
     settings: FitSettings
     fingerprint: str
-    path: Path
+    kept: Path
+    published: Path
     record: dict[str, Any] | None = None
+
+    def find_finished(self) -> None:
+        """The record of a finished trial of this fingerprint, from the resume folder or the output; the one
+        found is linked to the other place, so it survives an engine's clean-up and shows in the output."""
+        for source, other in ((self.kept, self.published), (self.published, self.kept)):
+            record = read_finished(source, self.fingerprint)
+            if record is not None:
+                link_or_copy(source, other)
+                self.record = record
+                return
+
+    def finish(self, record: dict[str, Any]) -> None:
+        write_json(self.kept, record)
+        link_or_copy(self.kept, self.published)
+        self.record = record
 
 
 def trial_record(outcome: RunOutcome, trial: PlannedTrial, *, task: str, method: str, seed: int,
@@ -119,8 +140,10 @@ def run_search(session: TrainingSession, *, task: str, method: str, points: Sequ
         settings = FitSettings.from_config(training, point)
         identity = fingerprint(trial_material(session, task=task, method=method, hparams=point,
                                               settings=settings, seed=seed))
-        path = out_dir / "trials" / f"{tid}.json"
-        planned.append(PlannedTrial(tid, point, settings, identity, path, read_finished(path, identity)))
+        trial = PlannedTrial(tid, point, settings, identity, kept=resume_dir(out_dir) / f"{tid}.json",
+                             published=out_dir / "trials" / f"{tid}.json")
+        trial.find_finished()
+        planned.append(trial)
     bar = tqdm(total=len(planned), desc=f"search {task}/{method}", unit="trial",
                disable=None if session.show_progress else True)
     for trial in planned:
@@ -131,9 +154,8 @@ def run_search(session: TrainingSession, *, task: str, method: str, points: Sequ
     for index, outcome in session.run_grid(method, [(trial.hparams, trial.settings) for trial in pending], seed=seed,
                                            train_split=SEARCH_TRAIN_SPLIT, eval_splits=[SEARCH_VAL_SPLIT]):
         trial = pending[index]
-        trial.record = trial_record(outcome, trial, task=task, method=method, seed=seed, device=str(session.device),
-                                    precision=session.effective_precision)
-        write_json(trial.path, trial.record)
+        trial.finish(trial_record(outcome, trial, task=task, method=method, seed=seed, device=str(session.device),
+                                  precision=session.effective_precision))
         log_trial(task, method, trial, "ran")
         bar.update()
     bar.close()
