@@ -25,7 +25,14 @@ from peftlab.errors import PeftlabError
 from peftlab.io import link_or_copy, read_json, write_json
 from peftlab.paths import resume_dir
 from peftlab.training.loop import DIVERGED, OK, FitSettings
-from peftlab.training.records import fingerprint, finite_or_none, method_identity, software_identity, stamp, trial_id
+from peftlab.training.records import (
+    fingerprint,
+    finite_or_none,
+    method_identity,
+    software_identity,
+    stamp,
+    trial_id,
+)
 from peftlab.training.session import RunOutcome, TrainingSession
 
 SEARCH_TRAIN_SPLIT = "train800"
