@@ -22,6 +22,9 @@ PAPER_GRID_POINTS = {"linear": 1, "full": 1, "partial": 3 * 3, "bitfit": 1, "lay
                      "vpt_shallow": 5, "vpt_deep": 4, "adapter_houlsby": 4 * 4, "adapter_pfeiffer": 4 * 4,
                      "adapter_lora_init": 5 * 4, "adaptformer": 3 * 3, "convpass": 2 * 5 * 2, "lora": 4,
                      "repadapter": 3 * 5, "fact_tt": 3 * 5, "fact_tk": 3 * 5, "vqt": 3}
+# Its labelled extension study (huggingface peft's methods), counted the same way.
+EXTENSION_GRID_POINTS = {"hf_lora": 4, "hf_loha": 3, "hf_lokr": 3, "hf_oft": 3, "hf_boft": 4, "hf_vera": 3,
+                         "hf_fourierft": 2, "hf_hra": 4, "hf_adalora": 3}
 # VTAB-1k test sets (Zhai et al. 2019, Table 6 of the VTAB paper), by task.
 VTAB_TEST = {"cifar": 10000, "caltech101": 6084, "dtd": 1880, "oxford_flowers102": 6149, "oxford_iiit_pet": 3669,
              "svhn": 26032, "sun397": 21750, "patch_camelyon": 32768, "eurosat": 5400, "resisc45": 6300,
@@ -47,19 +50,22 @@ def paper(tmp_path_factory) -> cost.StudyCost:
 def test_the_paper_study_counts_equal_a_hand_count(paper):
     steps = paper.by_step()
     assert set(steps) == {"search", "train", "manyshot"}
-    trials = 4 * sum(PAPER_GRID_POINTS.values()) * 19
-    assert 4 * sum(PAPER_GRID_POINTS.values()) == 628 and trials == 11932
+    assert 4 * sum(PAPER_GRID_POINTS.values()) == 628  # the paper's own methods: 628 trials per task
+    methods = len(PAPER_GRID_POINTS) + len(EXTENSION_GRID_POINTS)
+    trials = 4 * (sum(PAPER_GRID_POINTS.values()) + sum(EXTENSION_GRID_POINTS.values())) * 19
     search = steps["search"]
-    assert (search.jobs, search.runs, search.epochs) == (19 * 19, trials, trials * 100)
+    assert (search.jobs, search.runs, search.epochs) == (19 * methods, trials, trials * 100)
     assert (search.train_images, search.eval_images) == (trials * 100 * 800, trials * 200)
     train = steps["train"]
-    assert (train.jobs, train.runs, train.epochs, train.train_images) == (361, 722, 72200, 722 * 100 * 1000)
-    assert train.eval_images == 19 * 2 * sum(VTAB_TEST.values())  # every method, both seeds, each test set once
+    runs = 19 * methods * 2
+    assert (train.jobs, train.runs, train.epochs, train.train_images) == (19 * methods, runs, runs * 100,
+                                                                          runs * 100 * 1000)
+    assert train.eval_images == methods * 2 * sum(VTAB_TEST.values())  # every method, both seeds, each test set
     manyshot = steps["manyshot"]  # cifar, resisc45, clevr_distance x 1000/5000/10000 x 9 methods x 2 seeds
     assert (manyshot.jobs, manyshot.runs, manyshot.epochs) == (81, 162, 162 * 40)
     assert manyshot.train_images == (1000 + 5000 + 10000) * 40 * 9 * 2 * 3
     assert manyshot.eval_images == (10000 + 6300 + 15000) * 3 * 9 * 2
-    assert paper.total().runs == trials + 722 + 162
+    assert paper.total().runs == trials + runs + 162
 
 
 def test_forward_flops_equal_torch_flop_counter():
@@ -146,7 +152,7 @@ def test_cost_command_prices_a_study_before_its_data_exists(capsys, monkeypatch,
     monkeypatch.chdir(tmp_path)  # no data root, no weights file
     assert main(["pipeline", "cost", "--config", str(PROJECT / PAPER)]) == 0
     out = capsys.readouterr().out
-    assert "11932" in out and "total" in out and "ESTIMATE, not measured on a GPU" in out and "cost per image" in out
+    assert str(4 * (sum(PAPER_GRID_POINTS.values()) + sum(EXTENSION_GRID_POINTS.values())) * 19) in out and "total" in out and "ESTIMATE, not measured on a GPU" in out and "cost per image" in out
 
 
 def test_a_skipping_mode_reports_its_saving(paper):
