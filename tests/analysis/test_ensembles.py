@@ -162,3 +162,23 @@ def test_a_logits_file_without_the_test_split_names_the_file(tmp_path):
     write_logits(bad, {"val200": (A, LABELS)})
     with pytest.raises(PeftlabError, match=rf"{bad}.*no tensor 'test.logits'"):
         run_ensembles("toy", _config(["a", "b"]), results, tmp_path / "out")
+
+
+def test_a_logits_file_that_no_longer_matches_its_run_record_is_an_error_naming_it(tmp_path):
+    import json
+
+    import torch
+
+    from peftlab.analysis.inputs import load_split_logits
+    from peftlab.errors import PeftlabError
+    from peftlab.io import save_tensors, sha256_file
+
+    path = tmp_path / "logits.safetensors"
+    save_tensors(path, {"test.logits": torch.randn(4, 3), "test.labels": torch.tensor([0, 1, 2, 0])})
+    (tmp_path / "metrics.json").write_text(json.dumps({"files_sha256": {"logits.safetensors": sha256_file(path)}}))
+    assert load_split_logits(path).logits.shape == (4, 3)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(PeftlabError, match=r"logits.safetensors: content does not match the sha256"):
+        load_split_logits(path)

@@ -53,7 +53,19 @@ def _finished_run(seed_dir, weights, method, values, recorded_shift=0.0):
             tensor.add_(0.3 * torch.randn(tensor.shape, generator=generator))
     save_peft(model, seed_dir)
     save_tensors(seed_dir / "head_init.safetensors", head)
+    save_tensors(seed_dir / "logits.safetensors", {"test.logits": torch.zeros(1, NUM_CLASSES),
+                                                   "test.labels": torch.zeros(1, dtype=torch.long)})
+    _write_metrics(seed_dir, accuracy=None)
     return model, zero
+
+
+def _write_metrics(seed_dir, accuracy):
+    """``metrics.json`` as a finished run writes it last: the recorded test accuracy and every file's sha256."""
+    from peftlab.io import sha256_file
+    from peftlab.paths import RUN_FILES
+
+    files = {name: sha256_file(seed_dir / name) for name in RUN_FILES if name != "metrics.json"}
+    (seed_dir / "metrics.json").write_text(json.dumps({"accuracy": {"test": accuracy}, "files_sha256": files}))
 
 
 def _accuracy(model, split):
@@ -96,7 +108,7 @@ def test_lora_rows_start_at_the_zero_shot_model_and_end_at_the_fine_tuned_model(
     runs = root / "lora" / "runs"
     model, zero = _finished_run(runs / "seed0", weights, "lora", {"rank": 2})
     test, shift = load_split(shards, "test"), load_split(shards, "shift-half")
-    (runs / "seed0" / "metrics.json").write_text(json.dumps({"accuracy": {"test": _accuracy(model, test)}}))
+    _write_metrics(runs / "seed0", _accuracy(model, test))
     out = root / "wise-lora.csv"
     rows = run_robustness("toy", "lora", config, runs, out, shards_dir=shards, device="cpu")
     assert len(rows) == 3 * 2
@@ -116,7 +128,7 @@ def test_a_checkpoint_that_does_not_reproduce_its_run_is_flagged_on_every_row(st
     root, weights, shards, config = study
     runs = root / "lora-bad" / "runs"
     _finished_run(runs / "seed0", weights, "lora", {"rank": 2})
-    (runs / "seed0" / "metrics.json").write_text(json.dumps({"accuracy": {"test": 2.0}}))
+    _write_metrics(runs / "seed0", 2.0)
     rows = run_robustness("toy", "lora", config, runs, root / "wise-bad.csv", shards_dir=shards, device="cpu")
     assert all("does not reproduce its run" in r["note"] for r in rows)
 
@@ -144,6 +156,14 @@ def test_missing_run_files_and_a_foreign_zero_shot_head_are_errors_naming_the_fi
     (runs / "seed0" / "head_init.safetensors").unlink()
     with pytest.raises(PeftlabError, match=r"seed0/head_init.safetensors: not found"):
         run_robustness("toy", "lora", config, runs, root / "x.csv", shards_dir=shards, device="cpu")
+    _finished_run(runs / "seed0", weights, "lora", {"rank": 2})
+    checkpoint = runs / "seed0" / "peft.safetensors"
+    data = bytearray(checkpoint.read_bytes())
+    data[-1] ^= 0xFF  # one flipped bit in a tensor: same size, same header, another model
+    checkpoint.write_bytes(bytes(data))
+    with pytest.raises(PeftlabError, match=r"seed0/peft.safetensors: content does not match the sha256"):
+        run_robustness("toy", "lora", config, runs, root / "x.csv", shards_dir=shards, device="cpu")
+    assert not (root / "x.csv").exists()
     _finished_run(runs / "seed0", weights, "lora", {"rank": 2})
     head = root / "clip_head.safetensors"
     save_tensors(head, {"head.weight": torch.zeros(NUM_CLASSES, 32), "head.bias": torch.zeros(NUM_CLASSES)})

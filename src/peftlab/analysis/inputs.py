@@ -76,6 +76,19 @@ class SplitLogits:
     source: Path
 
 
+def _verify_against_run_record(path: Path) -> None:
+    """A final run's ``metrics.json`` records the sha256 of its logits file (``files_sha256``): a changed or
+    corrupted file is an error naming it, never silently analysed."""
+    from peftlab.io import read_json, verify_sha256
+
+    record_path = path.parent / "metrics.json"
+    if not record_path.is_file():
+        return
+    recorded = (read_json(record_path, what="run metrics").get("files_sha256") or {}).get(path.name)
+    if recorded:
+        verify_sha256(path, recorded, record_path)
+
+
 def load_split_logits(path: str | Path, split: str = "test") -> SplitLogits:
     """``<split>.logits`` [N, C] and ``<split>.labels`` [N] from a logits file, shape-checked."""
     from safetensors import SafetensorError, safe_open
@@ -83,6 +96,7 @@ def load_split_logits(path: str | Path, split: str = "test") -> SplitLogits:
     path = Path(path)
     if not path.is_file():
         raise MissingInput(f"{path}: logits file not found")
+    _verify_against_run_record(path)
     logits_key, labels_key = f"{split}.logits", f"{split}.labels"
     try:  # only the split asked for: a CLIP run's file also holds every shift set's [N, 1000] logits
         with safe_open(str(path), framework="numpy") as handle:

@@ -164,10 +164,14 @@ def eval_splits(shards_dir: Path) -> list[EvalSplit]:
     return splits
 
 
-def _require_files(seed_dir: Path) -> None:
-    for name in ("peft.safetensors", "peft.json", "head_init.safetensors"):
-        if not (seed_dir / name).is_file():
-            raise PeftlabError(f"{seed_dir / name}: not found (a finished final run holds it)")
+def _require_verified_run(seed_dir: Path) -> None:
+    """A finished final run whose files all still have the sha256 its ``metrics.json`` records: nothing is
+    interpolated from a truncated, tampered or swapped checkpoint or head."""
+    from peftlab.training.final import verify_run
+
+    if not (seed_dir / "metrics.json").is_file():
+        raise PeftlabError(f"{seed_dir / 'metrics.json'}: not found (a finished final run holds it)")
+    verify_run(seed_dir)
 
 
 def _recorded_test_accuracy(seed_dir: Path) -> float | None:
@@ -218,7 +222,7 @@ def run_robustness(task: str, method: str, config: Mapping[str, Any], runs_dir: 
     rows: list[dict[str, Any]] = []
     for seed in (seeds if seeds is not None else config["study"]["seeds"]):
         seed_dir = run_dir(Path(runs_dir), seed)
-        _require_files(seed_dir)
+        _require_verified_run(seed_dir)
         sidecar = read_sidecar(seed_dir)
         if sidecar["method"] != method:
             raise PeftlabError(f"{seed_dir / 'peft.json'}: checkpoint of '{sidecar['method']}', expected '{method}'")
