@@ -161,3 +161,15 @@ def test_a_skipping_mode_reports_its_saving(paper):
     assert saved == paper.by_step()["search"]
     text = cost.render_cost(paper, {"published selections": saved})
     assert "saved by published selections" in text and "ESTIMATE, not measured on a GPU" in text
+
+
+def test_cost_command_prints_what_published_selections_save(capsys):
+    """The searches of the 16 methods with released VTAB-1k selections (all but partial, adapter_pfeiffer, vqt
+    and the extension) on the 19 tasks: their trials are what ``search.published`` skips."""
+    assert main(["pipeline", "cost", "--config", str(PROJECT / PAPER)]) == 0
+    out = capsys.readouterr().out
+    released_points = sum(PAPER_GRID_POINTS.values()) - PAPER_GRID_POINTS["partial"] \
+        - PAPER_GRID_POINTS["adapter_pfeiffer"] - PAPER_GRID_POINTS["vqt"]
+    saved = next(line for line in out.splitlines() if line.strip().startswith("saves"))
+    assert saved.split()[1:3] == [str(16 * 19), str(4 * released_points * 19)]
+    assert "published selections (off; search.published: true)" in out and "of the estimate saved" in out

@@ -322,7 +322,12 @@ def _val_accuracy(results: Path, task: str, method: str, notices: Notices) -> fl
         notices.add(f"ensembles/{task}", f"{best_path} missing: '{method}' has no validation accuracy and is "
                                          "left out of the top-k-by-validation ensembles")
         return None
-    return float(read_best(best_path)["val_accuracy"])
+    value = read_best(best_path)["val_accuracy"]
+    if value is None:  # a published selection (search.published): no validation run here
+        notices.add(f"ensembles/{task}", f"{best_path}: '{method}' is a published selection without a validation "
+                                         "accuracy and is left out of the top-k-by-validation ensembles")
+        return None
+    return float(value)
 
 
 def run_ensembles(task: str, config: Mapping[str, Any], results: str | Path, out_dir: str | Path,

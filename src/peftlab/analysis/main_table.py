@@ -118,7 +118,7 @@ def collect_main_table(config: Mapping[str, Any], results: str | Path, notices: 
             val_accuracy, hparams = None, dict(metrics.get("hparams") or {})
             if best_path.is_file():
                 best = read_best(best_path)
-                val_accuracy = float(best["val_accuracy"])
+                val_accuracy = None if best["val_accuracy"] is None else float(best["val_accuracy"])
                 selected = dict(best["selected"]["hparams"])
                 differing = sorted(k for k in selected if k in hparams and hparams[k] != selected[k])
                 if differing:

@@ -102,8 +102,16 @@ def commit_command(args: argparse.Namespace) -> int:
 def cost_command(args: argparse.Namespace) -> int:
     """Needs only the config (validated): a study is priced before its data and weights are downloaded."""
     from peftlab.config import load_config
-    from peftlab.pipeline.cost import estimate, render_cost
-    from peftlab.pipeline.steps import Study
+    from peftlab.pipeline.cost import estimate, render_cost, saving
+    from peftlab.pipeline.steps import Study, job_id
+    from peftlab.reference.selections import published_enabled, published_pairs
 
-    print(render_cost(estimate(Study(load_config(args.config, check_data=False), args.config))))
+    config = load_config(args.config, check_data=False)
+    cost = estimate(Study(config, args.config))
+    released, _ = published_pairs(config)
+    savings = {}
+    if released:  # the searches a released selection replaces (search.published)
+        state = "on" if published_enabled(config) else "off; search.published: true"
+        savings[f"published selections ({state})"] = saving(cost, [job_id("search", pair) for pair in released])
+    print(render_cost(cost, savings))
     return 0

@@ -310,6 +310,9 @@ class Totals:
     def __add__(self, other: Totals) -> Totals:
         return Totals(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
 
+    def __sub__(self, other: Totals) -> Totals:
+        return Totals(*(a - b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
 
 @dataclass
 class StudyCost:
@@ -519,7 +522,9 @@ def render_cost(cost: StudyCost, savings: Mapping[str, Totals] | None = None) ->
                      + ("" if study.is_large else " (mini-study defaults)"))
     lines.append(_row("total", cost.total()))
     for label, totals in (savings or {}).items():
-        lines.append(_row(f"saved by {label}", totals))
+        share = totals.hours / cost.total().hours if cost.total().hours else 0.0
+        lines += ["", f"{label}:", _row("  saves", totals),
+                  _row("  leaves", cost.total() - totals) + f"   ({share:.0%} of the estimate saved)"]
     lines += [""] + _wrap(
         "runs: trials (search), seed runs (train, manyshot, pretrain), evaluations of one seed at one alpha "
         "(robustness). eval images: forward passes for scoring. Final and many-shot runs are costed at the grid's "

@@ -103,9 +103,24 @@ def _session(args: argparse.Namespace, config: dict[str, Any], normalize: bool):
 
 def search_command(args: argparse.Namespace) -> int:
     from peftlab.config import search_points
-    from peftlab.training.search import SEARCH_TRAIN_SPLIT, SEARCH_VAL_SPLIT, run_search
+    from peftlab.reference.selections import published_enabled, published_point
+    from peftlab.training.forward import precision_used
+    from peftlab.training.search import SEARCH_TRAIN_SPLIT, SEARCH_VAL_SPLIT, run_search, write_published
+    from peftlab.training.session import job_device, job_precision
 
     config = _load(args)
+    if published_enabled(config):
+        published = published_point(config, args.task, args.method)
+        if published is not None:
+            point, released = published
+            _validate_points(args.config, args.method, [point])
+            device = job_device(config["training"], config_path=args.config, override=args.device)
+            best = write_published(args.out, task=args.task, method=args.method, point=point, released=released,
+                                   device=str(device),
+                                   precision=precision_used(device, job_precision(config["training"])))
+            print(f"{args.task}/{args.method}: published selection {best['selected']['trial_id']} "
+                  f"({released.released_method}) → {args.out / 'best.json'}")
+            return 0
     points = search_points(config, args.method)
     _validate_points(args.config, args.method, points)
     session = _session(args, config, config["data"]["normalize"])

@@ -135,6 +135,32 @@ def select_best(trials: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
     return best
 
 
+PUBLISHED_RULE = (
+    "published selection: the hyper-parameters the paper's code selected for this task and method (its grid "
+    "search on train800/val200), read from the released results; no trial was trained here"
+)
+
+
+def write_published(out_dir: str | Path, *, task: str, method: str, point: Mapping[str, Any], released: Any,
+                    device: str, precision: str) -> dict[str, Any]:
+    """``best.json`` for a released selection (``search.published``): the point, where it comes from, no
+    trials (the declared ``trials`` folder is left empty) and no validation accuracy."""
+    from peftlab.reference.tables import SOURCES
+
+    out_dir = Path(out_dir)
+    (out_dir / "trials").mkdir(parents=True, exist_ok=True)
+    summary = {
+        "task": task, "method": method,
+        "selected": {"trial_id": trial_id(point), "hparams": dict(point)},
+        "val_accuracy": None, "rule": PUBLISHED_RULE, "trials": [],
+        "published": {"source": SOURCES["vtab1k"].cite(), "released_method": released.released_method,
+                      "released_test_accuracy_pct": released.accuracy_pct},
+        "provenance": stamp(device, precision),
+    }
+    write_json(out_dir / "best.json", summary)
+    return summary
+
+
 def run_search(session: TrainingSession, *, task: str, method: str, points: Sequence[Mapping[str, Any]],
                training: Mapping[str, Any], seed: int, out_dir: str | Path) -> dict[str, Any]:
     """Run (or resume) every grid point, then write ``best.json``; returns its content."""
