@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "peftlab.methods.commands",
     "peftlab.data.commands",
     "peftlab.training.commands",
+    "peftlab.training.probe_command",
     "peftlab.analysis.commands",
     "peftlab.pipeline.commands",
 )

@@ -17,6 +17,7 @@ MANIFEST = "data/shards/{task}/manifest.json"
 BACKBONE_DIR = "models/{backbone}"
 BACKBONE_WEIGHTS = "models/{backbone}/backbone.safetensors"
 BACKBONE_CARD = "models/{backbone}/card.json"
+BACKBONE_PROBE = "models/{backbone}/probe.json"
 
 SEARCH_DIR = "results/search/{task}/{method}"
 TRIALS_DIR = "results/search/{task}/{method}/trials"
