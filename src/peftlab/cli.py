@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "peftlab.methods.commands",
     "peftlab.data.commands",
     "peftlab.training.commands",
+    "peftlab.training.probe_command",
     "peftlab.analysis.commands",
     "peftlab.pipeline.commands",
     "peftlab.zeroshot.commands",

@@ -13,7 +13,8 @@ from data_fixtures import SEED, SMALL, tree_digest
 from PIL import Image
 
 from peftlab.cli import main
-from peftlab.data.generate import generate_suite, suite
+from peftlab.data.generate import generate_suite, suite, upstream
+from peftlab.data.generate.upstream_textures import UPSTREAM_TEXTURES
 from peftlab.data.lists import read_splits
 from peftlab.data.prepare import prepare
 from peftlab.data.shards import load_split, read_manifest
@@ -68,17 +69,54 @@ def test_images_are_32px_rgb_png(suite_root):
 def test_upstream_set_has_train_and_val_with_many_classes(suite_root):
     train, val = _lines(suite_root / "upstream" / "train.txt"), _lines(suite_root / "upstream" / "val.txt")
     assert len(train) + len(val) == SMALL.upstream and len(val) == SMALL.upstream_val
-    assert len({line.split()[-1] for line in train}) == 64
+    codes = np.array([int(line.split()[-1]) for line in train + val])
+    assert codes.min() >= 0 and codes.max() < upstream.NUM_CLASSES
+    factors = upstream.decode(codes)
+    assert upstream.encode(factors).tolist() == codes.tolist()
+    for name, values in upstream.FACTORS:  # 128 codes: every value of every factor occurs
+        assert set(factors[name].tolist()) == set(range(values)), name
 
 
-def test_training_and_upstream_images_are_disjoint_from_every_test_image(suite_root):
+def test_upstream_scenes_show_their_count_and_main_object_position():
+    """On a plain background the ink's connected regions are the objects: as many as the label says, the largest
+    one (the main object) in the labelled 3 × 3 cell (its centre of mass within a pixel of it)."""
+    from scipy import ndimage
+
+    from peftlab.data.generate.canvas import luminance
+
+    rng = np.random.default_rng(0)
+    factors = {name: rng.integers(0, values, 150) for name, values in upstream.FACTORS}
+    factors["texture"][:] = 0
+    images = upstream.render_upstream(rng, upstream.encode(factors), held_out=False)
+    low, high = upstream.POSITION_RANGE
+    cell = (high - low) / upstream.POSITION_CELLS
+    for index, image in enumerate(luminance(np.clip(images, 0, 1))):
+        ink = np.abs(image - np.median(image)) > 0.15
+        regions, found = ndimage.label(ink, structure=np.ones((3, 3)))
+        assert found == factors["count"][index] + 1, index
+        largest = 1 + int(np.argmax(ndimage.sum(ink, regions, range(1, found + 1))))
+        centre = np.array(ndimage.center_of_mass(ink, regions, largest)) + 0.5
+        row, column = divmod(int(factors["position"][index]), upstream.POSITION_CELLS)
+        expected = low + np.array([row, column]) * cell
+        assert np.all(centre > expected - 1) and np.all(centre < expected + cell + 1), index
+
+
+def test_upstream_draws_on_no_downstream_label_set():
+    from peftlab.data.generate.patterns import PATTERNS
+    from peftlab.data.generate.shapes import UPSTREAM_SHAPES, arrow
+
+    assert not set(UPSTREAM_TEXTURES) & set(PATTERNS)  # the textures task's classes
+    assert arrow not in UPSTREAM_SHAPES  # dsprites_orientation's arrow
+
+
+def test_training_and_upstream_images_are_disjoint_from_every_downstream_image(suite_root):
     upstream = _digests(suite_root / "upstream", list((suite_root / "upstream").glob("*.txt")))
     for task in MINI_TASKS:
         task_dir = suite_root / task
         evaluated = _digests(task_dir, [task_dir / "test.txt", task_dir / "shift" / "style.txt"])
         trained = _digests(task_dir, [task_dir / "train800val200.txt", *(task_dir / "manyshot").glob("*.txt")])
         assert len(trained) >= 1000 and len(evaluated) == 2 * SMALL.test
-        assert not evaluated & trained and not evaluated & upstream
+        assert not evaluated & trained and not (evaluated | trained) & upstream
 
 
 def test_same_seed_gives_byte_identical_files(suite_root, tmp_path):

@@ -29,7 +29,7 @@ Wildcards = Mapping[str, str]
 # Config keys that change how fast a job runs, not what it computes: listing them would re-run everything when
 # a user moves to a machine with more cores or a GPU (the arithmetic is ``training.precision``, which is listed;
 # a run's device is in its provenance, and a run in bf16 autocast is fingerprinted as such).
-EXECUTION_KEYS = frozenset({"training.threads", "training.device"})
+EXECUTION_KEYS = frozenset({"training.threads", "training.device", "backbone.pretrain.threads"})
 
 # Images at least this large mean a ViT-B-sized study (the paper's 224 px); smaller ones the offline mini study.
 LARGE_IMAGE_SIZE = 128
@@ -219,9 +219,13 @@ class Step:
     argv: Callable[[Study, Wildcards], list[str]]
     resources: Callable[[Study], Resources]
     trains: bool = False  # uses ``training.threads`` threads and gets a benchmark file
+    threads_keys: tuple[str, ...] = ("training.threads",)  # the first one set gives a training job's threads
 
     def threads(self, study: Study) -> int:
-        return int(study.config["training"].get("threads", 1)) if self.trains else 1
+        if not self.trains:
+            return 1
+        found = (study._lookup(key) for key in self.threads_keys)
+        return int(next((value for present, value in found if present and value), 1))
 
     def job_id(self, wildcards: Wildcards) -> str:
         return job_id(self.name, [wildcards[name] for name in self.wildcards])
@@ -374,6 +378,16 @@ def _pretrain_inputs(study: Study, wildcards: Wildcards) -> list[str]:
     return [_shards(UPSTREAM_TASK)]
 
 
+# --- probe: what the backbone's frozen features know about the study's tasks ---------------------------------
+def _probe_inputs(study: Study, wildcards: Wildcards) -> list[str]:
+    return [study.weights, *(_shards(task) for task in study.tasks)]
+
+
+def _probe_argv(study: Study, wildcards: Wildcards) -> list[str]:
+    return ["peftlab", "probe", "--config", study.config_path,
+            "--out", str(path(paths.BACKBONE_PROBE, backbone=wildcards["backbone"]))]
+
+
 # --- search and final runs -----------------------------------------------------------------------------------
 def _study_pairs(study: Study) -> list[dict[str, str]]:
     return [{"task": task, "method": method} for task in study.tasks for method in study.methods]
@@ -521,6 +535,15 @@ STEP_LIST: tuple[Step, ...] = (
         inputs=_pretrain_inputs,
         keys=lambda study, wc: study.keys("backbone.pretrain") + _training_keys(study), argv=_pretrain_argv,
         resources=_estimated("pretrain", Resources(mem_mb=4000, runtime=240, gpu=1)),
+        trains=True, threads_keys=("backbone.pretrain.threads", "training.threads"),  # runs alone: may use all cores
+    ),
+    Step(
+        name="probe", rules_file="backbone", wildcards=("backbone",),
+        instances=lambda study: [{"backbone": study.backbone}],
+        outputs=lambda study: (Output(paths.BACKBONE_PROBE, kind="metrics"),),
+        inputs=_probe_inputs,
+        keys=lambda study, wc: study.keys("study.tasks", "backbone.name", "data.normalize"), argv=_probe_argv,
+        resources=_sized(Resources(mem_mb=2000, runtime=15), Resources(mem_mb=16000, runtime=60, gpu=1)),
         trains=True,
     ),
     Step(

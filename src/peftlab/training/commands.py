@@ -167,13 +167,13 @@ def train_command(args: argparse.Namespace) -> int:
 
 def pretrain_command(args: argparse.Namespace) -> int:
     from peftlab.config import load_config
-    from peftlab.training.pretrain import run_pretrain
+    from peftlab.training.pretrain import pretrain_threads, run_pretrain
     from peftlab.training.session import configure_torch, job_device, job_precision
 
     config = load_config(args.config, check_data=False)
     device = job_device(config["training"], config_path=args.config, override=args.device)
-    configure_torch(device, config["training"].get("threads"), job_precision(config["training"]))
-    card = run_pretrain(config, data_dir=args.data, out_dir=args.out, device=device)
+    configure_torch(device, pretrain_threads(config), job_precision(config["training"]))
+    card = run_pretrain(config, data_dir=args.data, out_dir=args.out, device=device, source=str(args.config))
     print(f"pretrained {card['backbone']}: val accuracy {card['val_accuracy']} → {args.out / 'backbone.safetensors'}")
     return 0
 

@@ -81,20 +81,25 @@ def schedule_shape(settings: FitSettings) -> tuple:
             settings.label_smoothing)
 
 
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (float32 logits, labels) → scalar
+
+
 def fit(runner: ModelRunner, rows: torch.Tensor, labels: torch.Tensor, settings: FitSettings, *,
         generator: torch.Generator, progress: str | None = None,
-        augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> FitResult:
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None, loss: Loss | None = None) -> FitResult:
     """Train the runner's trainable parameters with AdamW on ``rows``/``labels`` (both on the device).
 
-    ``augment`` maps a gathered batch of rows to a new batch (pretraining's crop and flip on uint8 images).
+    ``augment`` maps a gathered batch of rows to a new batch (pretraining's crop and flip on uint8 images);
+    ``loss`` replaces cross-entropy with label smoothing (pretraining's one softmax per upstream factor).
     """
     return fit_group([runner], rows, labels, [settings], generator=generator, progress=progress,
-                     augment=augment)[0]
+                     augment=augment, loss=loss)[0]
 
 
 def fit_group(runners: Sequence[ModelRunner], rows: torch.Tensor, labels: torch.Tensor,
               settings: Sequence[FitSettings], *, generator: torch.Generator, progress: str | None = None,
-              augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> list[FitResult]:
+              augment: Callable[[torch.Tensor], torch.Tensor] | None = None, loss: Loss | None = None
+              ) -> list[FitResult]:
     """Train several runs in lockstep on the same batches, each exactly as ``fit`` would train it alone.
 
     Per step there is one batch gather, one backward and one optimiser step for the whole group, which is most of
@@ -113,6 +118,8 @@ def fit_group(runners: Sequence[ModelRunner], rows: torch.Tensor, labels: torch.
     if len({schedule_shape(member) for member in settings}) != 1:
         raise ValueError("fit_group: members differ in more than lr and weight_decay")
     shape = settings[0]
+    criterion = loss or (lambda logits, targets: F.cross_entropy(logits, targets,
+                                                                  label_smoothing=shape.label_smoothing))
     per_epoch = steps_per_epoch(count, shape.batch_size)
     schedules = [schedule_for(member.lr, shape.epochs, shape.warmup_epochs, per_epoch,
                               warmup_lr_init=shape.warmup_lr_init, lr_min=shape.lr_min) for member in settings]
@@ -134,8 +141,7 @@ def fit_group(runners: Sequence[ModelRunner], rows: torch.Tensor, labels: torch.
             batch = rows.index_select(0, index)
             if augment is not None:
                 batch = augment(batch)
-            losses = [F.cross_entropy(runners[member].logits(batch).float(), batch_labels,
-                                      label_smoothing=shape.label_smoothing) + method_loss(runners[member].model)
+            losses = [criterion(runners[member].logits(batch).float(), batch_labels) + method_loss(runners[member].model)
                       for member in active]
             optimizer.zero_grad(set_to_none=True)
             (losses[0] if len(losses) == 1 else sum(losses)).backward()

@@ -22,10 +22,6 @@ def square(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return (np.abs(u) < 0.85) & (np.abs(v) < 0.85)
 
 
-def diamond(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    return np.abs(u) + np.abs(v) < 1.0
-
-
 def triangle(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return (v > -0.7) & (v < 1.0 - 1.7 * np.abs(u) / 1.0)
 
@@ -52,6 +48,48 @@ def heart(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return lobes | point
 
 
+def star(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Five points: the radius swings between 0.45 and 1.0 with the angle."""
+    swing = np.abs(((np.arctan2(v, u) * 5 / (2 * np.pi)) % 1.0) - 0.5) * 2  # 1 at a point, 0 between points
+    return u * u + v * v < (0.45 + 0.55 * swing) ** 2
+
+
+def tee(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """A T pointing along +v (its bar on top): mirror-symmetric, no rotational symmetry."""
+    bar = (np.abs(u) < 0.9) & (v > 0.4) & (v < 0.95)
+    stem = (np.abs(u) < 0.26) & (v > -0.95) & (v <= 0.4)
+    return bar | stem
+
+
+def crescent(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """A disc with a bite taken from below: bulges along +v."""
+    return (u * u + v * v < 1.0) & (u * u + (v + 0.55) ** 2 > 0.72**2)
+
+
+def half_disc(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """The upper half of a disc, flat side down."""
+    return (u * u + (v + 0.35) ** 2 < 1.0) & (v > -0.35)
+
+
+def teardrop(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """A round body below and a point along +v."""
+    body = u * u + (v + 0.35) ** 2 < 0.62**2
+    tip = (v > -0.35) & (v < 1.0) & (np.abs(u) < 0.6 * (1.0 - v) / 1.35)
+    return body | tip
+
+
+def flag(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """A pole on the left with a banner at its top, flying right (chiral: its mirror image is another shape)."""
+    pole = (np.abs(u + 0.68) < 0.22) & (np.abs(v) < 0.95)
+    banner = (u > -0.68) & (u < 0.8) & (v > 0.15) & (v < 0.95)
+    return pole | banner
+
+
+def kite(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """A quadrilateral widest a third of the way down from its top point (+v)."""
+    return np.abs(u) < 0.75 * np.minimum((1.0 - v) / 0.65, (v + 1.0) / 1.35)
+
+
 def arrow(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Points along +u; mirror-symmetric about its axis but with no rotational symmetry."""
     shaft = (u > -1.0) & (u < 0.15) & (np.abs(v) < 0.2)
@@ -59,5 +97,7 @@ def arrow(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return shaft | head
 
 
-UPSTREAM_SHAPES: tuple[ShapeFn, ...] = (disc, square, triangle, diamond, cross, ell, ring, heart)
+# The upstream set's shapes: no two are the same outline at another angle or scale, and none has a rotational
+# symmetry, so both the shape and its heading (over the full turn) are functions of the image.
+UPSTREAM_SHAPES: tuple[ShapeFn, ...] = (heart, ell, tee, crescent, half_disc, teardrop, flag, kite)
 DSPRITES_SHAPES: tuple[ShapeFn, ...] = (square, ellipse, heart)
