@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     probe.add_argument("--tasks", nargs="+", help="default: study.tasks")
     probe.add_argument("--max-test-images", type=int, default=None,
                        help="test images per task at most, a seeded subset beyond (default: 2000)")
-    probe.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:1 ...")
+    probe.add_argument("--device", default=None, help="override training.device: auto, cpu, cuda, cuda:1 ...")
     probe.set_defaults(handler=probe_command)
 
 
