@@ -248,3 +248,12 @@ def test_atomic_path_leaves_nothing_when_the_process_is_killed_mid_write(tmp_pat
     assert result.returncode == -9
     assert not (tmp_path / "x.bin").exists()  # at most a hidden temporary file, never the target
     assert all(p.name.startswith(".x.bin.") for p in tmp_path.iterdir())
+
+
+def test_a_full_disk_while_generating_the_mini_suite_names_the_image(tmp_path, monkeypatch):
+    from peftlab.data.generate import SuiteSizes, generate_suite
+
+    monkeypatch.setattr("pathlib.Path.write_bytes", _full_disk)
+    with pytest.raises(PeftlabError, match=r"images/train/000000\.png: cannot write it: no space left on device"):
+        generate_suite(tmp_path / "raw", 0, SuiteSizes(test=8, manyshot=8, upstream=8), tasks=["digits"],
+                       log=lambda message: None)

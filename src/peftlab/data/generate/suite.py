@@ -41,7 +41,7 @@ from peftlab.data.lists import MANYSHOT_DIR, MANYSHOT_PREFIX, SHIFT_DIR, SHIFT_P
 from peftlab.data.staging import make_staging_dir, replace_dir
 from peftlab.data.tasks import CARD_NAME, FIXED_SIZES, MINI_SUITE, MINI_TASKS, UPSTREAM_GROUP, UPSTREAM_TASK
 from peftlab.errors import PeftlabError
-from peftlab.io import write_json
+from peftlab.io import write_failures_named, write_json
 
 GENERATOR_VERSION = 1
 DEFAULT_TEST_SIZE = 2000
@@ -129,7 +129,8 @@ class _TaskWriter:
         for index, image in enumerate(pixels):
             data = encode_png(image)
             relpath = f"images/{image_set}/{index:06d}.png"
-            (self.folder / relpath).write_bytes(data)
+            with write_failures_named(self.folder / relpath):
+                (self.folder / relpath).write_bytes(data)
             relpaths.append(relpath)
             digests.add(hashlib.sha256(data).hexdigest())
             self.progress.update(1)
@@ -139,8 +140,9 @@ class _TaskWriter:
     def list_file(self, name: str, relpaths: Sequence[str], labels: np.ndarray) -> None:
         path = self.folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(f"{p} {int(label)}\n" for p, label in zip(relpaths, labels, strict=True)),
-                        encoding="utf-8")
+        with write_failures_named(path):
+            path.write_text("".join(f"{p} {int(label)}\n" for p, label in zip(relpaths, labels, strict=True)),
+                            encoding="utf-8")
 
     def check_disjoint(self, trained: Sequence[str], evaluated: Sequence[str]) -> None:
         """A generator bug, not a user error, if a training image equals a test image byte for byte."""
