@@ -42,6 +42,15 @@ def method_colours(methods: Sequence[str]) -> dict[str, tuple]:
     return {method: cmap(order[index % 20]) for index, method in enumerate(methods)}
 
 
+def _wise_axes(ax, title: str, legend_size: float) -> None:
+    """A WiSE-FT panel's frame: target accuracy along x, mean shift accuracy along y."""
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("target (test) accuracy (%)", fontsize=8)
+    ax.set_ylabel("mean shift accuracy (%)", fontsize=8)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=legend_size)
+
+
 def _save(fig, path: Path) -> Path:
     plt = _pyplot()
     with atomic_path(path) as tmp:
@@ -170,11 +179,7 @@ def wise_curves(curves: Mapping[tuple[str, str], Sequence[CurvePoint]], colours:
             ax.plot(xs, ys, style, color=colours.get(method), marker=".", markersize=4, linewidth=1.3, label=label)
             ax.scatter([xs[0]], [ys[0]], facecolors="none", edgecolors=colours.get(method), s=50, zorder=3)
             ax.scatter([xs[-1]], [ys[-1]], color=colours.get(method), s=30, zorder=3)
-        ax.set_title(f"{task}: WiSE-FT (ring α=0, dot α=1)", fontsize=9)
-        ax.set_xlabel("target (test) accuracy (%)", fontsize=8)
-        ax.set_ylabel("shift accuracy, mean of shift sets (%)", fontsize=8)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=6.5)
+        _wise_axes(ax, f"{task}: WiSE-FT (ring α=0, dot α=1)", legend_size=6.5)
     return _save(fig, path)
 
 
@@ -269,9 +274,5 @@ def released_wise(check: ReferenceCheck | None, colours: Mapping[str, tuple], pa
         ax.plot(points[:, 2], points[:, 3], "--", marker=".", color=colour, alpha=0.6, label="released")
         for x, y in ((0, 1), (2, 3)):
             ax.scatter([points[0, x]], [points[0, y]], facecolors="none", edgecolors=colour, s=50, zorder=3)
-        ax.set_title(f"{method} (ring: α = 0)", fontsize=9)
-        ax.set_xlabel("target (test) accuracy (%)", fontsize=8)
-        ax.set_ylabel("mean shift accuracy (%)", fontsize=8)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
+        _wise_axes(ax, f"{method} (ring: α = 0)", legend_size=7)
     return _save(fig, path)
