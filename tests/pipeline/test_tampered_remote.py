@@ -83,7 +83,8 @@ def test_a_file_altered_in_the_local_remote_is_named_and_never_used(tiny_study, 
         SUMMARY: "missing: neither the local cache nor the remote holds it"})
     result = peftlab_in(clone, *ROBUSTNESS)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
-    assert result.stderr.startswith("peftlab: error: results/final/digits/lora/runs/seed0/peft.safetensors: not found")
+    # DVC refused the whole directory output, so the first file the step reads is already missing
+    assert result.stderr.startswith("peftlab: error: results/final/digits/lora/runs/seed0/metrics.json: not found")
 
     # A remote without `verify` (DVC's default for remotes users add): DVC checks the altered checkpoint out and
     # calls it up to date; peftlab names it, and refuses to load it.
@@ -99,7 +100,7 @@ def test_a_file_altered_in_the_local_remote_is_named_and_never_used(tiny_study, 
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith("peftlab: error: results/final/digits/lora/runs/seed0/peft.safetensors: content "
                                     "does not match the sha256 recorded in results/final/digits/lora/runs/seed0/"
-                                    "peft.json")
+                                    "metrics.json")
     wise = "results/robustness/digits/lora/wise.csv"  # pulled intact; the refused job did not rewrite it
     assert (unverified / wise).read_bytes() == (origin / wise).read_bytes()
 
