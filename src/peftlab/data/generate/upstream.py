@@ -47,14 +47,14 @@ from peftlab.data.generate.upstream_textures import UPSTREAM_TEXTURES
 
 BIN_FILL = 0.7  # heading and position are drawn from the middle 70 % of their bin
 HEADING_BINS = 8
-MAX_COUNT = 4
+MAX_COUNT = 3
 POSITION_CELLS = 3
-POSITION_RANGE = (6.0, 26.0)  # the 3 × 3 grid of the main object's cells covers this square (px)
+POSITION_RANGE = (9.0, 23.0)  # the 3 × 3 grid of the main object's cells covers this square (px)
 # Main object's scale (the shape's unit) per count, fewer objects drawn larger; the others are SMALL_SCALE of it.
 # The farthest corner of a shape lies 1.31 units from its centre (the tee's bar), so an object's centre stays that
 # far from the border, and two objects' centres the sum of theirs apart.
-SCALE_BY_COUNT = {1: (4.2, 5.3), 2: (3.8, 4.8), 3: (3.6, 4.4), 4: (3.4, 4.0)}
-SMALL_SCALE = 0.65
+SCALE_BY_COUNT = {1: (5.5, 7.0), 2: (4.8, 6.0), 3: (4.2, 5.2)}
+SMALL_SCALE = 0.6
 EXTENT = 1.31
 
 FACTORS: tuple[tuple[str, int], ...] = (
@@ -93,7 +93,7 @@ def _background(rng: np.random.Generator, texture: np.ndarray, paper: np.ndarray
     count = len(texture)
     canvas = blend(smooth_noise(rng, count, 3) * 0.3, paper, np.clip(paper + rng.uniform(-0.15, 0.15, (count, 3)), 0, 1))
     away = np.where(luminance(ink) > luminance(paper), -1.0, 1.0)[:, None].astype(np.float32)
-    tone = np.clip(paper + away * rng.uniform(0.18, 0.3, (count, 1)), 0, 1)
+    tone = np.clip(paper + away * rng.uniform(0.25, 0.4, (count, 1)), 0, 1)
     for kind, pattern in enumerate(UPSTREAM_TEXTURES, start=1):
         chosen = np.flatnonzero(texture == kind)
         if chosen.size:
