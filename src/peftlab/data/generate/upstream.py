@@ -10,18 +10,18 @@ its factors, and pretraining has one softmax head per factor (``backbone.pretrai
 | texture | 9 | the background: plain (soft noise) or one of 8 upstream-only texture families (``upstream_textures``) |
 | shape | 8 | the objects' outline: heart, ell, tee, crescent, half-disc, teardrop, flag, kite (none rotationally symmetric) |
 | heading | 8 | the objects' rotation, 45° bins over the full turn |
-| count | 4 | one to four objects, non-overlapping |
-| position | 9 | the 3 × 3 cell of the main object (the largest; the others are drawn at 0.65 of its size) |
+| count | 3 | one to three objects, non-overlapping |
+| position | 9 | the 3 × 3 cell of the main object (the largest; the others are drawn at 0.6 of its size) |
 
 All objects of a scene share shape, heading (each drawn within the bin) and ink colour; the ink stands out from
 the background (luminance gap ≥ 0.4). Continuous factors are drawn from the middle 70 % of their bin, so every
 factor is a function of the image. The label is the mixed-radix code of the factors, most significant first:
-``(((texture · 8 + shape) · 8 + heading) · 4 + count − 1) · 9 + position`` (20 736 codes), which the data layer
+``(((texture · 8 + shape) · 8 + heading) · 3 + count − 1) · 9 + position`` (15 552 codes), which the data layer
 stores as one integer like any label.
 
 None of it is a downstream task's label or image: the textures are not the ``textures`` classes, counts are of
-one to four flat shapes (not ``clevr_count``'s 3–8 objects in perspective), the position is a 3 × 3 cell of a
-main object among up to three smaller ones on a lit background (not ``dsprites_location``'s 8 x-bins of one bright shape on black), the heading
+one to three flat shapes (not ``clevr_count``'s 3–8 objects in perspective), the position is a 3 × 3 cell of a
+main object among up to two smaller ones on a lit background (not ``dsprites_location``'s 8 x-bins of one bright shape on black), the heading
 is of these shapes in 8 bins (not ``dsprites_orientation``'s arrow in 16); the suite's tests check the images
 against every downstream test image by bytes.
 """
