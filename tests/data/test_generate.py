@@ -79,7 +79,8 @@ def test_upstream_set_has_train_and_val_with_many_classes(suite_root):
 
 def test_upstream_scenes_show_their_count_and_main_object_position():
     """On a plain background the ink's connected regions are the objects: as many as the label says, the largest
-    one (the main object) in the labelled 3 × 3 cell (its centre of mass within a pixel of it)."""
+    one (the main object) in the labelled 3 × 3 cell (its centre of mass within 2 px of it: a lone object is drawn
+    up to 7 px per shape unit, and the flag's mass lies a quarter unit off its anchor)."""
     from scipy import ndimage
 
     from peftlab.data.generate.canvas import luminance
@@ -98,7 +99,7 @@ def test_upstream_scenes_show_their_count_and_main_object_position():
         centre = np.array(ndimage.center_of_mass(ink, regions, largest)) + 0.5
         row, column = divmod(int(factors["position"][index]), upstream.POSITION_CELLS)
         expected = low + np.array([row, column]) * cell
-        assert np.all(centre > expected - 1) and np.all(centre < expected + cell + 1), index
+        assert np.all(centre > expected - 2) and np.all(centre < expected + cell + 2), index
 
 
 def test_upstream_draws_on_no_downstream_label_set():

@@ -10,10 +10,6 @@ import numpy as np
 from peftlab.data.generate.canvas import ShapeFn
 
 
-def disc(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    return u * u + v * v < 1.0
-
-
 def ellipse(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return u * u + (v / 0.55) ** 2 < 1.0
 
@@ -22,36 +18,16 @@ def square(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return (np.abs(u) < 0.85) & (np.abs(v) < 0.85)
 
 
-def triangle(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    return (v > -0.7) & (v < 1.0 - 1.7 * np.abs(u) / 1.0)
-
-
-def cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    au, av = np.abs(u), np.abs(v)
-    return ((au < 0.32) & (av < 0.95)) | ((au < 0.95) & (av < 0.32))
-
-
 def ell(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     stem = (u > -0.8) & (u < -0.25) & (np.abs(v) < 0.9)
     foot = (u > -0.8) & (u < 0.8) & (v > -0.9) & (v < -0.35)
     return stem | foot
 
 
-def ring(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    radius2 = u * u + v * v
-    return (radius2 < 1.0) & (radius2 > 0.3)
-
-
 def heart(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     lobes = ((u - 0.45) ** 2 + (v - 0.35) ** 2 < 0.27) | ((u + 0.45) ** 2 + (v - 0.35) ** 2 < 0.27)
     point = (v < 0.45) & (v > -0.95) & (np.abs(u) < 0.96 * (v + 0.95) / 1.4)
     return lobes | point
-
-
-def star(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Five points: the radius swings between 0.45 and 1.0 with the angle."""
-    swing = np.abs(((np.arctan2(v, u) * 5 / (2 * np.pi)) % 1.0) - 0.5) * 2  # 1 at a point, 0 between points
-    return u * u + v * v < (0.45 + 0.55 * swing) ** 2
 
 
 def tee(u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -79,7 +55,7 @@ def teardrop(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def flag(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """A pole on the left with a banner at its top, flying right (chiral: its mirror image is another shape)."""
+    """A pole on the left with a banner at its top, flying right (chiral)."""
     pole = (np.abs(u + 0.68) < 0.22) & (np.abs(v) < 0.95)
     banner = (u > -0.68) & (u < 0.8) & (v > 0.15) & (v < 0.95)
     return pole | banner

@@ -10,18 +10,18 @@ its factors, and pretraining has one softmax head per factor (``backbone.pretrai
 | texture | 9 | the background: plain (soft noise) or one of 8 upstream-only texture families (``upstream_textures``) |
 | shape | 8 | the objects' outline: heart, ell, tee, crescent, half-disc, teardrop, flag, kite (none rotationally symmetric) |
 | heading | 8 | the objects' rotation, 45° bins over the full turn |
-| count | 4 | one to four objects, non-overlapping |
-| position | 9 | the 3 × 3 cell of the main object (the largest; the others are drawn at 0.65 of its size) |
+| count | 3 | one to three objects, non-overlapping |
+| position | 9 | the 3 × 3 cell of the main object (the largest; the others are drawn at 0.6 of its size) |
 
 All objects of a scene share shape, heading (each drawn within the bin) and ink colour; the ink stands out from
 the background (luminance gap ≥ 0.4). Continuous factors are drawn from the middle 70 % of their bin, so every
 factor is a function of the image. The label is the mixed-radix code of the factors, most significant first:
-``(((texture · 8 + shape) · 8 + heading) · 4 + count − 1) · 9 + position`` (20 736 codes), which the data layer
+``(((texture · 8 + shape) · 8 + heading) · 3 + count − 1) · 9 + position`` (15 552 codes), which the data layer
 stores as one integer like any label.
 
 None of it is a downstream task's label or image: the textures are not the ``textures`` classes, counts are of
-one to four flat shapes (not ``clevr_count``'s 3–8 objects in perspective), the position is a 3 × 3 cell of a
-main object among up to three smaller ones on a lit background (not ``dsprites_location``'s 8 x-bins of one bright shape on black), the heading
+one to three flat shapes (not ``clevr_count``'s 3–8 objects in perspective), the position is a 3 × 3 cell of a
+main object among up to two smaller ones on a lit background (not ``dsprites_location``'s 8 x-bins of one bright shape on black), the heading
 is of these shapes in 8 bins (not ``dsprites_orientation``'s arrow in 16); the suite's tests check the images
 against every downstream test image by bytes.
 """
@@ -47,14 +47,14 @@ from peftlab.data.generate.upstream_textures import UPSTREAM_TEXTURES
 
 BIN_FILL = 0.7  # heading and position are drawn from the middle 70 % of their bin
 HEADING_BINS = 8
-MAX_COUNT = 4
+MAX_COUNT = 3
 POSITION_CELLS = 3
-POSITION_RANGE = (6.0, 26.0)  # the 3 × 3 grid of the main object's cells covers this square (px)
+POSITION_RANGE = (9.0, 23.0)  # the 3 × 3 grid of the main object's cells covers this square (px)
 # Main object's scale (the shape's unit) per count, fewer objects drawn larger; the others are SMALL_SCALE of it.
 # The farthest corner of a shape lies 1.31 units from its centre (the tee's bar), so an object's centre stays that
 # far from the border, and two objects' centres the sum of theirs apart.
-SCALE_BY_COUNT = {1: (4.2, 5.3), 2: (3.8, 4.8), 3: (3.6, 4.4), 4: (3.4, 4.0)}
-SMALL_SCALE = 0.65
+SCALE_BY_COUNT = {1: (5.5, 7.0), 2: (4.8, 6.0), 3: (4.2, 5.2)}
+SMALL_SCALE = 0.6
 EXTENT = 1.31
 
 FACTORS: tuple[tuple[str, int], ...] = (
@@ -93,7 +93,7 @@ def _background(rng: np.random.Generator, texture: np.ndarray, paper: np.ndarray
     count = len(texture)
     canvas = blend(smooth_noise(rng, count, 3) * 0.3, paper, np.clip(paper + rng.uniform(-0.15, 0.15, (count, 3)), 0, 1))
     away = np.where(luminance(ink) > luminance(paper), -1.0, 1.0)[:, None].astype(np.float32)
-    tone = np.clip(paper + away * rng.uniform(0.18, 0.3, (count, 1)), 0, 1)
+    tone = np.clip(paper + away * rng.uniform(0.25, 0.4, (count, 1)), 0, 1)
     for kind, pattern in enumerate(UPSTREAM_TEXTURES, start=1):
         chosen = np.flatnonzero(texture == kind)
         if chosen.size:
