@@ -81,6 +81,7 @@ def test_search_job_writes_the_published_selection_without_training(tmp_path):
     config["study"]["tasks"] = ["dtd"]
     config["search"]["published"] = True
     config["backbone"]["name"] = PUBLISHED_BACKBONE  # the release's backbone
+    config["data"].update(generate=None, root=str(tmp_path))  # VTAB-1k's dtd: real data, not the mini-suite
     config["manyshot"] = config["robustness"] = None
     path = tmp_path / "published.yaml"
     path.write_text(yaml.safe_dump(config))
