@@ -58,4 +58,8 @@ def test_config_checks_and_its_backbone_loads(tmp_path, monkeypatch, capsys, con
                                  "head.bias": torch.zeros(1000)})
         assert read_head(head_file, 1000, model.num_features)["head.weight"].shape == (1000, 32)
     assert peftlab_main(["config", "check", "--config", config_name]) == 0
-    assert f"{config_name}: valid" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"{config_name}: valid" in out
+    # what search.published would save: PETL_Vision released selections for 16 methods x 19 tasks (in21k only)
+    assert ("published selections (off; search.published: true): 304 search jobs" in out) == \
+        (config_name == "paper.yaml"), out

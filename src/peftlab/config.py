@@ -8,6 +8,7 @@ root of a study that brings its own data). Each failure is one line naming the f
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator, Mapping
 from importlib import resources
 from pathlib import Path
@@ -38,16 +39,53 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
+def _numbers(value: Any, key: str = "") -> Iterator[tuple[str, float]]:
+    """Every float in a config with its dotted key (list items by index)."""
+    if isinstance(value, Mapping):
+        for name, item in value.items():
+            yield from _numbers(item, f"{key}.{name}" if key else str(name))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _numbers(item, f"{key}.{index}")
+    elif isinstance(value, float):
+        yield key, value
+
+
 def validate_schema(config: Mapping[str, Any], source: str) -> None:
-    """Check keys and types against the JSON schema; the first error names its key path."""
+    """Check keys and types against the JSON schema; the first error names its key path. NaN and infinite values
+    are refused first: the schema's bounds let NaN through, and ``.inf`` would run."""
     import jsonschema
 
+    for key, number in _numbers(config):
+        if not math.isfinite(number):
+            raise PeftlabError(f"{source}: key '{key}': {number} is not a finite number")
     validator = jsonschema.Draft202012Validator(load_schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
         error = errors[0]
         key = ".".join(str(part) for part in error.absolute_path) or "<top level>"
-        raise PeftlabError(f"{source}: key '{key}': {error.message}")
+        raise PeftlabError(f"{source}: key '{key}': {error.message}{_float_hint(error.instance)}")
+
+
+def _float_hint(instance: Any) -> str:
+    """YAML 1.1 reads ``1e-2`` (no dot) as a string; say how to write it."""
+    if isinstance(instance, str):
+        try:
+            number = float(instance)
+        except ValueError:
+            return ""
+        mantissa, _, exponent = instance.lower().partition("e")
+        if exponent and "." not in mantissa:
+            return f" (YAML reads {instance} as a string: write {mantissa}.0e{exponent})"
+        return f" (write {number!r}, unquoted)"
+    return ""
+
+
+def _duplicates(values: list) -> list:
+    seen, repeated = [], []
+    for value in values:
+        (repeated if value in seen and value not in repeated else seen).append(value)
+    return repeated
 
 
 def validate_semantics(config: Mapping[str, Any], source: str, check_data: bool = True) -> None:
@@ -55,6 +93,22 @@ def validate_semantics(config: Mapping[str, Any], source: str, check_data: bool 
     head file of ``head_init: file``, a data root that exists."""
     from peftlab.methods import build_config, get_method
 
+    lists = {"study.tasks": config["study"]["tasks"], "study.methods": config["study"]["methods"],
+             "study.seeds": config["study"].get("seeds", []), "search.lr": config["search"]["lr"],
+             "search.weight_decay": config["search"]["weight_decay"]}
+    for method, grid in (config.get("grids") or {}).items():
+        lists.update({f"grids.{method}.{key}": values for key, values in (grid or {}).items()})
+    for key, values in lists.items():
+        repeated = _duplicates(list(values))
+        if repeated:
+            raise PeftlabError(f"{source}: key '{key}': {repeated} listed more than once")
+    if config["data"].get("generate") is not None:  # the generated mini-suite has a fixed set of tasks
+        from peftlab.data.tasks import MINI_TASKS
+
+        unknown = [task for task in config["study"]["tasks"] if task not in MINI_TASKS]
+        if unknown:
+            raise PeftlabError(f"{source}: key 'study.tasks': {unknown} not in the generated mini-suite "
+                               f"({', '.join(MINI_TASKS)})")
     method_lists = {"study.methods": config["study"]["methods"]}
     for section in ("manyshot", "robustness"):
         if config.get(section):

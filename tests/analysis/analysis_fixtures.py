@@ -114,6 +114,8 @@ def tree_config(base_params: Path) -> dict:
     import yaml
 
     config = yaml.safe_load(base_params.read_text())
+    # "mystery" is a task of the user's own data (group Other), which the mini-suite generator cannot make
+    config["data"].update(generate=None, root=".")
     config["study"] = {"name": "tiny", "seeds": list(TREE_SEEDS), "tasks": list(TREE_TASKS),
                        "methods": list(TREE_METHODS)}
     config["manyshot"] = {"tasks": ["digits"], "sizes": [2000, 6000], "methods": ["linear", "full", "lora", "bitfit"],

@@ -22,6 +22,13 @@ BAD_CONFIGS = {
     "negative_epochs": (lambda c: c["training"].update(epochs=-1), "training.epochs", "-1"),
     "wrong_type": (lambda c: c["training"].update(batch_size="64"), "training.batch_size", "'64'"),
     "unknown_key": (lambda c: c["training"].update(epochz=3), "training", "epochz"),
+    "nan_lr": (lambda c: c["search"].update(lr=[float("nan")]), "search.lr.0", "nan is not a finite number"),
+    "infinite_weight_decay": (lambda c: c["search"].update(weight_decay=[float("inf")]), "search.weight_decay.0",
+                              "inf is not a finite number"),
+    "duplicate_grid_value": (lambda c: c["search"].update(lr=[1.0e-3, 1.0e-3]), "search.lr",
+                             "[0.001] listed more than once"),
+    "unknown_mini_task": (lambda c: c["study"]["tasks"].append("digitz"), "study.tasks", "['digitz'] not in"),
+    "yaml_float_string": (lambda c: c["search"].update(lr=["1e-2"]), "search.lr.0", "write 1.0e-2"),
 }
 
 

@@ -13,7 +13,12 @@ from peftlab.cli import main
 from peftlab.config import search_points
 from peftlab.errors import PeftlabError
 from peftlab.methods import build_config
-from peftlab.reference.selections import published_pairs, published_point, released_selection
+from peftlab.reference.selections import (
+    PUBLISHED_BACKBONE,
+    published_pairs,
+    published_point,
+    released_selection,
+)
 from peftlab.training.final import read_selected_hparams
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -51,6 +56,20 @@ def test_a_grid_key_the_release_does_not_choose_must_have_one_value():
         published_point(config, "dtd", "lora")
 
 
+def test_selections_released_for_one_backbone_are_never_used_for_another():
+    """PETL_Vision's selections are of the ImageNet-21k ViT-B/16: the MAE study searches every pair, and asking it
+    for published selections is an error naming the key and both backbones."""
+    config = _config("config/paper-mae.yaml")
+    used, searched = published_pairs(config)
+    assert used == [] and len(searched) == len(config["study"]["tasks"]) * len(config["study"]["methods"])
+    assert published_point(config, "dtd", "lora") is None
+    config["search"]["published"] = True
+    with pytest.raises(PeftlabError, match=r"search\.published.*orig_in21k.*vit_base_patch16_224\.mae"):
+        published_pairs(config)
+    with pytest.raises(PeftlabError, match=r"search\.published"):
+        published_point(config, "dtd", "lora")
+
+
 def test_methods_and_variants_without_a_release_are_searched():
     assert released_selection("dtd", "vqt") is None
     assert released_selection("digits", "lora") is None
@@ -61,6 +80,8 @@ def test_search_job_writes_the_published_selection_without_training(tmp_path):
     config = _config("config/tiny.yaml")
     config["study"]["tasks"] = ["dtd"]
     config["search"]["published"] = True
+    config["backbone"]["name"] = PUBLISHED_BACKBONE  # the release's backbone
+    config["data"].update(generate=None, root=str(tmp_path))  # VTAB-1k's dtd: real data, not the mini-suite
     config["manyshot"] = config["robustness"] = None
     path = tmp_path / "published.yaml"
     path.write_text(yaml.safe_dump(config))

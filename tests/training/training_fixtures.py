@@ -19,7 +19,7 @@ TASK = "toy"
 
 SMALL_CONFIG = {
     "study": {"name": "test", "seeds": [0], "tasks": [TASK], "methods": ["linear", "partial", "full"]},
-    "data": {"root": "data/raw", "generate": {"seed": 0}, "image_size": 32, "normalize": False},
+    "data": {"root": None, "generate": None, "image_size": 32, "normalize": False},  # root: the config's folder
     "backbone": {"name": BACKBONE, "weights": None,
                  "pretrain": {"epochs": 1, "warmup_epochs": 0, "batch_size": 32, "lr": 1e-3, "weight_decay": 0.05,
                               "label_smoothing": 0.1, "seed": 0}},
@@ -69,6 +69,7 @@ def write_task(task_dir: Path, sizes: dict[str, int], *, seed: int = 0, num_clas
 def write_config(path: Path, backbone_file: Path, **overrides: dict) -> Path:
     config = copy.deepcopy(SMALL_CONFIG)
     config["backbone"]["weights"] = str(backbone_file)
+    config["data"]["root"] = str(path.parent)  # "toy" is the user's own task: no mini-suite generates it
     for section, values in overrides.items():
         config[section] = dict(config.get(section) or {}, **values)
     path.write_text(yaml.safe_dump(config), encoding="utf-8")

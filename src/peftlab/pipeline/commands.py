@@ -49,12 +49,18 @@ def check_command(args: argparse.Namespace) -> int:
     from collections import Counter
 
     from peftlab.pipeline.checks import load_study
+    from peftlab.pipeline.cost import estimate
     from peftlab.pipeline.steps import all_jobs
 
     study = load_study(args.config)
     counts = Counter(job.step for job in all_jobs(study))
     summary = ", ".join(f"{step} {count}" for step, count in counts.items())
     print(f"{args.config}: valid; {sum(counts.values())} jobs ({summary})")
+    cost = estimate(study)
+    for label, saved in published_savings(study.config, cost).items():
+        print(f"{label}: {saved.jobs} search jobs, {saved.runs:,} trials skipped, "
+              f"{100 * saved.hours / cost.total().hours:.0f}% of the estimated {cost.anchor.unit} "
+              "(peftlab pipeline cost)")
     return 0
 
 
@@ -102,16 +108,24 @@ def commit_command(args: argparse.Namespace) -> int:
 def cost_command(args: argparse.Namespace) -> int:
     """Needs only the config (validated): a study is priced before its data and weights are downloaded."""
     from peftlab.config import load_config
-    from peftlab.pipeline.cost import estimate, render_cost, saving
-    from peftlab.pipeline.steps import Study, job_id
-    from peftlab.reference.selections import published_enabled, published_pairs
+    from peftlab.pipeline.cost import estimate, render_cost
+    from peftlab.pipeline.steps import Study
 
     config = load_config(args.config, check_data=False)
     cost = estimate(Study(config, args.config))
-    released, _ = published_pairs(config)
-    savings = {}
-    if released:  # the searches a released selection replaces (search.published)
-        state = "on" if published_enabled(config) else "off; search.published: true"
-        savings[f"published selections ({state})"] = saving(cost, [job_id("search", pair) for pair in released])
-    print(render_cost(cost, savings))
+    print(render_cost(cost, published_savings(config, cost)))
     return 0
+
+
+def published_savings(config: dict, cost) -> dict:
+    """``{label: Totals}`` of the searches a released selection replaces (``search.published``); empty when the
+    config's study has no released selection."""
+    from peftlab.pipeline.cost import saving
+    from peftlab.pipeline.steps import job_id
+    from peftlab.reference.selections import published_enabled, published_pairs
+
+    released, _ = published_pairs(config)
+    if not released:
+        return {}
+    state = "on" if published_enabled(config) else "off; search.published: true"
+    return {f"published selections ({state})": saving(cost, [job_id("search", pair) for pair in released])}

@@ -4,6 +4,8 @@ With ``search.published: true`` a search job whose (task, method) has a released
 ``vtab1k`` table, main protocol only) trains nothing: it writes the released choice as its ``best.json``, and
 the final runs retrain it with every seed as usual. That reproduces the paper's table for the cost of its
 final runs. Methods or tasks without a released selection are searched as usual, and the config check says which.
+The release is of one backbone, ``PUBLISHED_BACKBONE`` (ImageNet-21k ViT-B/16): a study on another backbone has
+no released selection, and asking for them there is an error.
 
 A released selection names the shared ``lr``/``weight_decay`` and the method's searched keys (LoRA's rank, an
 adapter's dim and scale, ...). The method's other keys come from the config's grid, which must give them a single
@@ -20,11 +22,23 @@ from peftlab.errors import PeftlabError
 from peftlab.reference.tables import ReleasedResult, load_table
 
 PUBLISHED_TABLE = "vtab1k"
+PUBLISHED_BACKBONE = "vit_base_patch16_224.orig_in21k"  # PETL_Vision's vit_base_patch16_224_in21k
 SHARED_KEYS = ("lr", "weight_decay")
 
 
 def published_enabled(config: Mapping[str, Any]) -> bool:
     return bool((config.get("search") or {}).get("published", False))
+
+
+def _released_for(config: Mapping[str, Any]) -> bool:
+    """Whether the config's backbone is the released one; asking for selections on another is an error."""
+    backbone = config["backbone"]["name"]
+    if backbone == PUBLISHED_BACKBONE:
+        return True
+    if published_enabled(config):
+        raise PeftlabError(f"key 'search.published': PETL_Vision released selections for {PUBLISHED_BACKBONE} only, "
+                           f"and backbone.name is {backbone}; set search.published: false")
+    return False
 
 
 def released_selection(task: str, method: str) -> ReleasedResult | None:
@@ -39,7 +53,7 @@ def released_selection(task: str, method: str) -> ReleasedResult | None:
 def published_point(config: Mapping[str, Any], task: str, method: str) -> tuple[dict[str, Any], ReleasedResult] | None:
     """``(hyper-parameters, released row)`` of the released selection, completed from the config's grid, or None
     when the paper's code released none for this (task, method)."""
-    released = released_selection(task, method)
+    released = released_selection(task, method) if _released_for(config) else None
     if released is None:
         return None
     selected = {**released.fixed, **released.hparams}
@@ -63,6 +77,8 @@ def published_point(config: Mapping[str, Any], task: str, method: str) -> tuple[
 def published_pairs(config: Mapping[str, Any]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """The study's (task, method) pairs split into (released selection used, searched as usual)."""
     used, searched = [], []
+    if not _released_for(config):
+        return used, [(task, method) for task in config["study"]["tasks"] for method in config["study"]["methods"]]
     for task in config["study"]["tasks"]:
         for method in config["study"]["methods"]:
             (used if released_selection(task, method) is not None else searched).append((task, method))
