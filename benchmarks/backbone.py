@@ -52,8 +52,7 @@ def main() -> None:
     generate = config["data"]["generate"]
     tasks = list(config["study"]["tasks"])
     raw, shards, model_dir = args.work / "raw", args.work / "shards", args.work / "model"
-    sizes = SuiteSizes(test=generate.get("test_size", 2000), manyshot=generate.get("manyshot_size", 6000),
-                       upstream=generate.get("upstream_size", 24000))
+    sizes = SuiteSizes.from_settings(generate)
     quiet = {"log": lambda message: None}
     generate_suite(raw, int(generate["seed"]), sizes, tasks=[*tasks, UPSTREAM_TASK], **quiet)
     prepare(raw, shards, [*tasks, UPSTREAM_TASK], int(config["data"]["image_size"]), **quiet)

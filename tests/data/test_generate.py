@@ -191,3 +191,11 @@ def test_cli_generate_rejects_bad_arguments_in_one_line(tmp_path, capsys, argv, 
     err = capsys.readouterr().err
     assert err.startswith("peftlab: error: ") and err.count("\n") == 1 and message in err
     assert not (tmp_path / "raw").exists()
+
+
+def test_suite_sizes_from_a_configs_generate_settings():
+    """``data.generate``'s size keys become the generator's sizes; a key left out keeps the CLI's default."""
+    sizes = suite.SuiteSizes.from_settings({"seed": 0, "test_size": 20, "upstream_size": 30})
+    assert sizes == suite.SuiteSizes(test=20, upstream=30)
+    assert sizes.manyshot == suite.DEFAULT_MANYSHOT_SIZE
+    assert suite.SuiteSizes.from_settings({"seed": 0, "manyshot_size": 500}).manyshot == 500

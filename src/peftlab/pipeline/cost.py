@@ -234,9 +234,7 @@ def split_sizes(study: Study, task: str) -> dict[str, int]:
     if study.generates_data:
         from peftlab.data.generate.suite import SuiteSizes
 
-        settings = study.config["data"]["generate"]
-        sizes = SuiteSizes(**{key: settings[name] for key, name in (("test", "test_size"), ("upstream", "upstream_size"))
-                              if name in settings})
+        sizes = SuiteSizes.from_settings(study.config["data"]["generate"])
         if task == UPSTREAM_TASK:
             return {"train": sizes.upstream - sizes.upstream_val, "val": sizes.upstream_val}
         return {**FIXED_SIZES, "test": sizes.test, "shift-style": sizes.test}

@@ -25,9 +25,10 @@ import shutil
 import sys
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -63,6 +64,13 @@ class SuiteSizes:
     manyshot: int = DEFAULT_MANYSHOT_SIZE
     manyshot_subsets: tuple[int, ...] | None = None  # None: the defaults below ``manyshot``
     upstream: int = DEFAULT_UPSTREAM_SIZE
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> SuiteSizes:
+        """The sizes a config's ``data.generate`` asks for (``test_size``, ``manyshot_size``, ``upstream_size``);
+        the defaults for those it leaves out."""
+        keys = (("test", "test_size"), ("manyshot", "manyshot_size"), ("upstream", "upstream_size"))
+        return cls(**{field: int(settings[key]) for field, key in keys if key in settings})
 
     def check(self) -> None:
         for name, value in (("--test-size", self.test), ("--manyshot-size", self.manyshot),
