@@ -68,17 +68,17 @@ def validate_schema(config: Mapping[str, Any], source: str) -> None:
 
 
 def _float_hint(instance: Any) -> str:
-    """YAML 1.1 reads ``1e-2`` (no dot) as a string; say how to write it."""
-    if isinstance(instance, str):
-        try:
-            number = float(instance)
-        except ValueError:
-            return ""
-        mantissa, _, exponent = instance.lower().partition("e")
-        if exponent and "." not in mantissa:
-            return f" (YAML reads {instance} as a string: write {mantissa}.0e{exponent})"
-        return f" (write {number!r}, unquoted)"
-    return ""
+    """YAML 1.1 reads ``1e-2`` (no dot in the mantissa) as a string; say how to write it."""
+    if not isinstance(instance, str):
+        return ""
+    mantissa, _, exponent = instance.lower().partition("e")
+    try:
+        float(instance)
+    except ValueError:
+        return ""
+    if exponent and "." not in mantissa:
+        return f" (YAML reads {instance} as a string: write {mantissa}.0e{exponent})"
+    return f" (write {instance} unquoted)"
 
 
 def _duplicates(values: list) -> list:

@@ -20,7 +20,8 @@ def _tiny_with(change) -> dict:
 BAD_CONFIGS = {
     "unknown_method": (lambda c: c["study"]["methods"].append("lorax"), "study.methods", "lorax"),
     "negative_epochs": (lambda c: c["training"].update(epochs=-1), "training.epochs", "-1"),
-    "wrong_type": (lambda c: c["training"].update(batch_size="64"), "training.batch_size", "'64'"),
+    "wrong_type": (lambda c: c["training"].update(batch_size="64"), "training.batch_size",
+                   "'64' is not of type 'integer' (write 64 unquoted)"),
     "unknown_key": (lambda c: c["training"].update(epochz=3), "training", "epochz"),
     "nan_lr": (lambda c: c["search"].update(lr=[float("nan")]), "search.lr.0", "nan is not a finite number"),
     "infinite_weight_decay": (lambda c: c["search"].update(weight_decay=[float("inf")]), "search.weight_decay.0",
